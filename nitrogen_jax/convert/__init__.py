@@ -1,0 +1,1 @@
+"""Weight importers: the public release checkpoint and transformers SigLIP towers."""
