@@ -1,0 +1,216 @@
+"""Turning one video and its label chunks into training samples: frame preparation, action chunks, density filter.
+
+This is the per-video work of the Beam pipeline (`pipeline.py`), kept free of Beam so it reads and tests on its
+own. A video's chunks are laid on one label timeline (rows at the labels' 60 fps, from the earliest chunk), so an
+action chunk that runs past the end of a label chunk continues into the next one; steps past the data or in a
+gap between chunks get action mask 0.
+"""
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from nitrogen_jax.actions import Gamepad, get_layout
+from nitrogen_jax.data.example import Sample, encode_sample
+from nitrogen_jax.data.layout import ChunkMetadata, LabelError, box_pixels
+from nitrogen_jax.data.report import Report
+from nitrogen_jax.data.video import VideoError, read_frames
+
+
+@dataclasses.dataclass(frozen=True)
+class PreprocessConfig:
+    """What a training sample is made of.
+
+    action_horizon/action_fps: H action steps at the model's action rate (the release: 18 at 60 Hz; the seed
+    layout: 16 at 30 Hz), resampled from the labels by taking the row at each step's time.
+    action_shift: action steps between the frame and the first step of its chunk.
+    frame_stride: take every k-th label row as a training frame.
+    density_*: drop windows of `density_window_s` seconds where under `density_threshold` of the labelled rows
+    have any button pressed or a stick beyond `stick_deadzone` (threshold 0 disables the filter).
+    """
+
+    layout: str = "release"
+    action_horizon: int = 18
+    action_fps: float = 60.0
+    action_shift: int = 0
+    frame_stride: int = 1
+    image_size: int = 256
+    jpeg_quality: int = 95
+    density_window_s: float = 30.0
+    density_threshold: float = 0.5
+    stick_deadzone: float = 0.05
+    records_per_shard: int = 4096
+    strict: bool = False
+
+    def __post_init__(self):
+        get_layout(self.layout)
+        for name in ("action_horizon", "frame_stride", "image_size", "records_per_shard"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"PreprocessConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.density_threshold <= 1:
+            raise ValueError(f"PreprocessConfig.density_threshold must be in [0, 1], got {self.density_threshold}")
+
+
+@dataclasses.dataclass
+class LabelChunk:
+    """One chunk's labels as read (the unit the pipeline groups by video)."""
+
+    name: str
+    index: int
+    gamepad: Gamepad
+    meta: ChunkMetadata
+
+
+@dataclasses.dataclass
+class Timeline:
+    """A video's labels on one row axis: row r is label time base + r / label_fps."""
+
+    gamepad: Gamepad
+    valid: np.ndarray  # bool [T]: a chunk covers the row
+    frame_index: np.ndarray  # int64 [T]: the video frame shown at the row (-1 where not valid)
+    chunk: np.ndarray  # int32 [T]: position in `chunks` of the row's chunk (-1 where not valid)
+    chunks: list[LabelChunk]
+    label_fps: float
+
+
+def build_timeline(chunks: list[LabelChunk], video_fps: float, report: Report, strict: bool = False) -> Timeline:
+    """Lay the chunks on one timeline; a chunk overlapping an earlier one is skipped (or raises when strict)."""
+    chunks = sorted(chunks, key=lambda c: c.meta.start_time)
+    label_fps = chunks[0].meta.label_fps
+    base = round(chunks[0].meta.start_time * label_fps)
+    end = max(round(c.meta.start_time * label_fps) - base + len(c.gamepad) for c in chunks)
+    pad, valid = Gamepad.zeros(end), np.zeros(end, bool)
+    frame_index, owner = np.full(end, -1, np.int64), np.full(end, -1, np.int32)
+    placed: list[LabelChunk] = []
+    for c in chunks:
+        lo = round(c.meta.start_time * label_fps) - base
+        hi = lo + len(c.gamepad)
+        problem = (f"label rate {c.meta.label_fps} differs from the video's other chunks ({label_fps})"
+                   if c.meta.label_fps != label_fps else
+                   f"overlaps an earlier chunk of the same video on label rows {lo}..{hi}" if valid[lo:hi].any() else None)
+        if problem:
+            if strict:
+                raise LabelError(f"{c.name}: {problem}")
+            report.skip(c.name, problem, key="chunks_skipped")
+            continue
+        pad.buttons[lo:hi], pad.j_left[lo:hi], pad.j_right[lo:hi] = c.gamepad.buttons, c.gamepad.j_left, c.gamepad.j_right
+        valid[lo:hi] = True
+        rows = np.arange(len(c.gamepad))
+        frame_index[lo:hi] = c.meta.start_frame + np.floor(rows * video_fps / label_fps + 1e-6).astype(np.int64)
+        owner[lo:hi] = len(placed)
+        placed.append(c)
+    return Timeline(pad, valid, frame_index, owner, placed, label_fps)
+
+
+def active_rows(pad: Gamepad, deadzone: float) -> np.ndarray:
+    """bool [T]: rows with any button pressed or a stick beyond the deadzone."""
+    sticks = np.concatenate([pad.j_left, pad.j_right], axis=1)
+    return pad.buttons.any(axis=1) | (np.abs(sticks) > deadzone).any(axis=1)
+
+
+def density_keep(tl: Timeline, cfg: PreprocessConfig) -> np.ndarray:
+    """bool [T]: rows in windows whose labelled rows are at least `density_threshold` active."""
+    keep = tl.valid.copy()
+    if cfg.density_threshold <= 0:
+        return keep
+    window = max(1, round(cfg.density_window_s * tl.label_fps))
+    active = active_rows(tl.gamepad, cfg.stick_deadzone) & tl.valid
+    for lo in range(0, len(keep), window):
+        labelled = tl.valid[lo:lo + window].sum()
+        if labelled and active[lo:lo + window].sum() < cfg.density_threshold * labelled:
+            keep[lo:lo + window] = False
+    return keep
+
+
+def action_steps(cfg: PreprocessConfig, label_fps: float) -> np.ndarray:
+    """int [H]: label-row offsets of the chunk's steps from its frame's row."""
+    k = np.arange(cfg.action_shift, cfg.action_shift + cfg.action_horizon)
+    return np.round(k * label_fps / cfg.action_fps).astype(np.int64)
+
+
+def action_chunk(encoded: np.ndarray, valid: np.ndarray, row: int, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(actions [H, A], mask [H, A]) following `row`; steps past the data or in a gap are zero with mask 0."""
+    rows = row + steps
+    inside = rows < len(valid)
+    ok = np.zeros(len(rows), bool)
+    ok[inside] = valid[rows[inside]]
+    actions = np.zeros((len(rows), encoded.shape[1]), np.float32)
+    actions[ok] = encoded[rows[ok]]
+    return actions, np.repeat(ok[:, None], encoded.shape[1], axis=1).astype(np.float32)
+
+
+def prepare_frame(frame: np.ndarray, meta: ChunkMetadata, size: int) -> np.ndarray:
+    """RGB frame -> uint8 [size, size, 3]: overlay and other boxes blacked out, cropped to the game area, resized."""
+    h, w = frame.shape[:2]
+    masked = [box_pixels(b, w, h) for b in (meta.bbox_controller_overlay, *meta.bbox_others)]
+    if any(b is not None for b in masked):
+        frame = frame.copy()
+        for b in masked:
+            if b is not None:
+                x0, y0, x1, y1 = b
+                frame[y0:y1, x0:x1] = 0
+    area = box_pixels(meta.bbox_game_area, w, h)
+    if area is not None:
+        x0, y0, x1, y1 = area
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            raise LabelError(f"bbox_game_area {meta.bbox_game_area!r} is empty on a {w}x{h} frame")
+        frame = frame[y0:y1, x0:x1]
+    return cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), (cv2.IMWRITE_JPEG_QUALITY, quality))
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+def video_samples(video_id: str, chunks: list[LabelChunk], video_path: str, video_fps: float,
+                  cfg: PreprocessConfig, report: Report) -> Iterator[bytes]:
+    """Serialized Examples for one video, in timeline order; counts everything it drops in `report`."""
+    tl = build_timeline(chunks, video_fps, report, cfg.strict)
+    report.count("chunks", len(tl.chunks))
+    report.count("label_rows", int(tl.valid.sum()))
+    keep = density_keep(tl, cfg)
+    report.count("label_rows_kept", int(keep.sum()))
+    layout = get_layout(cfg.layout)
+    encoded = layout.encode(tl.gamepad)
+    steps = action_steps(cfg, tl.label_fps)
+    rows = np.flatnonzero(keep)
+    rows = rows[rows % cfg.frame_stride == 0]
+    first_ok = (rows + steps[0] < len(tl.valid)) & tl.valid[np.minimum(rows + steps[0], len(tl.valid) - 1)]
+    report.count("samples_without_first_action", int((~first_ok).sum()))
+    rows = rows[first_ok]
+    by_frame: dict[int, list[int]] = {}
+    for r in rows:
+        by_frame.setdefault(int(tl.frame_index[r]), []).append(int(r))
+    done = 0
+    try:
+        for idx, frame in read_frames(video_path, sorted(by_frame)):
+            for r in by_frame[idx]:
+                img = prepare_frame(frame, tl.chunks[tl.chunk[r]].meta, cfg.image_size)
+                actions, mask = action_chunk(encoded, tl.valid, r, steps)
+                report.add_actions(actions, mask)
+                done += 1
+                yield encode_sample(Sample(encode_jpeg(img, cfg.jpeg_quality), actions, mask, video_id, r, idx))
+        if done < len(rows):
+            raise VideoError(f"{video_path}: the video ends before frame {max(by_frame)} that its labels point at")
+    except VideoError as e:
+        if cfg.strict:
+            raise
+        report.skip(video_path, str(e), count=len(rows) - done, key="samples_without_frame")
+    finally:
+        report.count("samples", done)
+
+
+def shard_name(video_id: str, part: int) -> str:
+    """A file-system-safe shard name per video (ids outside [A-Za-z0-9_.-] get a hash to stay unique)."""
+    safe = "".join(ch if ch.isalnum() or ch in "_.-" else "_" for ch in video_id)
+    if safe != video_id:
+        safe += f"_{zlib.crc32(video_id.encode()):08x}"
+    return f"{safe}-{part:05d}.tfrecord"
+
