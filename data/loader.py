@@ -1,0 +1,165 @@
+"""The training loader: TFRecord shards -> shuffled, augmented, batched numpy dicts, with a resumable iterator.
+
+    it = make_loader("shards/", batch_size=32, seed=0, action_horizon=18)
+    batch = next(it)   # {"frames": uint8 [B,256,256,3], "actions": f32 [B,H,A], "action_mask": f32 [B,H,A]}
+    state = it.get_state(); ...; it.set_state(state)   # continues with exactly the same batches
+
+Built on Grain: `TFRecordSource` is a random-access source over the shards' index sidecars (one `os.pread` per
+record, safe under Grain's reader threads); an `IndexSampler` gives the seeded global shuffle, epochs and the
+per-process shard for multi-host training; decoding and augmentation are Grain transforms run in worker
+processes with prefetch. Records that fail their CRC are logged (file and offset), counted and dropped, or
+raise when `strict`.
+"""
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import logging
+import os
+from pathlib import Path
+
+import cv2
+import grain
+import numpy as np
+
+from nitrogen_jax.data.augment import RandomGeometric, RandomPhotometric
+from nitrogen_jax.data.example import decode_sample
+from nitrogen_jax.data.tfrecord import HEADER, FOOTER, RecordError, read_index, read_record
+
+log = logging.getLogger(__name__)
+BATCH_KEYS = ("frames", "actions", "action_mask")
+
+
+class TFRecordSource(grain.sources.RandomAccessDataSource):
+    """Random access to the records of all `*.tfrecord` shards under a folder, in sorted shard order.
+
+    Shards that are empty, lack an index, or are shorter than their index says are reported in `problems`
+    (file and reason) and left out, or raise RecordError when `strict`; a record whose CRC fails at read time
+    comes back as None (counted in `corrupt_records` of the reading process) or raises when `strict`.
+    """
+
+    def __init__(self, shards: str | Path | list, strict: bool = False):
+        paths = sorted(Path(shards).glob("*.tfrecord")) if isinstance(shards, (str, Path)) else [Path(p) for p in shards]
+        if not paths:
+            raise FileNotFoundError(f"no *.tfrecord shards in {shards}")
+        self.strict = strict
+        self.problems: list[str] = []
+        self._paths, self._index, starts = [], [], [0]
+        for p in paths:
+            index = self._checked_index(p)
+            if index is not None:
+                self._paths.append(str(p))
+                self._index.append(index)
+                starts.append(starts[-1] + len(index))
+        if starts[-1] == 0:
+            raise RecordError(f"no readable records in {shards}: " + "; ".join(self.problems))
+        self._starts = starts
+        self.corrupt_records = 0
+        self._fds: dict[int, int] = {}
+        self._pid = None
+
+    def _checked_index(self, path: Path) -> np.ndarray | None:
+        """The shard's index, cut to the records that lie wholly inside the file; None for an unusable shard."""
+        try:
+            index = read_index(path)
+        except RecordError as e:
+            return self._problem(str(e))
+        if not len(index):
+            return self._problem(f"{path}: empty shard (0 records)")
+        size = path.stat().st_size
+        inside = index[:, 0] + index[:, 1] + HEADER + FOOTER <= size
+        fit = len(index) if inside.all() else int(np.argmin(inside))
+        if fit < len(index):
+            self._problem(f"{path}: truncated: {size} bytes hold {fit} of the {len(index)} indexed records "
+                          f"(first missing at offset {int(index[fit, 0])}); {len(index) - fit} records left out")
+            return index[:fit] if fit else None
+        return index
+
+    def _problem(self, reason: str) -> None:
+        if self.strict:
+            raise RecordError(reason)
+        self.problems.append(reason)
+        log.warning("shard problem: %s", reason)
+        return None
+
+    def __len__(self) -> int:
+        return self._starts[-1]
+
+    def __getitem__(self, i: int) -> bytes | None:
+        s = bisect.bisect_right(self._starts, i) - 1
+        offset, length = self._index[s][i - self._starts[s]]
+        try:
+            return read_record(self._fd(s), int(offset), int(length), self._paths[s])
+        except RecordError as e:
+            if self.strict:
+                raise
+            self.corrupt_records += 1
+            log.warning("dropping record %d: %s", i, e)
+            return None
+
+    def _fd(self, s: int) -> int:
+        if self._pid != os.getpid():  # after fork or unpickling in a worker, open our own descriptors
+            self._fds, self._pid = {}, os.getpid()
+        if s not in self._fds:
+            self._fds[s] = os.open(self._paths[s], os.O_RDONLY)
+        return self._fds[s]
+
+    def __getstate__(self):
+        return {**self.__dict__, "_fds": {}, "_pid": None}
+
+    def __repr__(self) -> str:
+        return f"TFRecordSource({len(self._paths)} shards, {len(self)} records)"
+
+    @property
+    def shards(self) -> list[str]:
+        return list(self._paths)
+
+
+@dataclasses.dataclass(frozen=True)
+class DropCorrupt(grain.transforms.Filter):
+    def filter(self, element) -> bool:
+        return element is not None
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeSample(grain.transforms.Map):
+    """Serialized Example -> {"frames" RGB uint8 [S,S,3], "actions" f32 [H,A], "action_mask" f32 [H,A]}."""
+
+    action_horizon: int
+    image_size: int = 256
+
+    def map(self, record: bytes) -> dict:
+        s = decode_sample(record)
+        if s.actions.shape[0] < self.action_horizon:
+            raise ValueError(f"record of {s.video_id} row {s.label_row} holds {s.actions.shape[0]} action steps, "
+                             f"the loader asks for {self.action_horizon}: preprocess with a longer --horizon")
+        frame = cv2.imdecode(np.frombuffer(s.jpeg, np.uint8), cv2.IMREAD_COLOR_RGB)
+        if frame is None or frame.shape != (self.image_size, self.image_size, 3):
+            raise ValueError(f"record of {s.video_id} row {s.label_row}: frame is not a "
+                             f"{self.image_size}x{self.image_size} RGB JPEG ({None if frame is None else frame.shape})")
+        h = self.action_horizon
+        return {"frames": frame, "actions": s.actions[:h], "action_mask": s.action_mask[:h]}
+
+
+def make_loader(shards_dir: str | Path, *, batch_size: int, seed: int, action_horizon: int, shard_index: int = 0,
+                shard_count: int = 1, augment: bool = True, num_workers: int = 0, num_epochs: int | None = None,
+                shuffle: bool = True, strict: bool = False, worker_buffer_size: int = 2, image_size: int = 256):
+    """An iterator of training batches with get_state()/set_state() (see module docstring).
+
+    shard_index/shard_count: this process's share of the records (pass jax.process_index()/process_count()
+    on multi-host); each process's batches hold `batch_size` samples. num_epochs=None repeats forever.
+    num_workers > 0 decodes and augments in that many processes (call `absl.flags.FLAGS.mark_as_parsed()`
+    first and keep the program under a `__main__` guard).
+    """
+    source = TFRecordSource(shards_dir, strict=strict)
+    sampler = grain.samplers.IndexSampler(
+        num_records=len(source), shard_options=grain.sharding.ShardOptions(shard_index, shard_count, drop_remainder=True),
+        shuffle=shuffle, num_epochs=num_epochs, seed=seed)
+    ops = [DropCorrupt(), DecodeSample(action_horizon, image_size)]
+    if augment:
+        ops += [RandomGeometric(), RandomPhotometric()]
+    ops.append(grain.transforms.Batch(batch_size, drop_remainder=True))
+    loader = grain.DataLoader(data_source=source, sampler=sampler, operations=ops, worker_count=num_workers,
+                              worker_buffer_size=worker_buffer_size,
+                              read_options=grain.ReadOptions(num_threads=2, prefetch_buffer_size=4 * batch_size))
+    return iter(loader)
