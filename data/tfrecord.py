@@ -77,7 +77,7 @@ def read_index(shard: str | Path) -> np.ndarray:
     try:
         raw = ipath.read_bytes()
     except FileNotFoundError:
-        raise RecordError(f"{ipath}: index sidecar missing (rebuild it with `nitrogen-jax data-index`)") from None
+        raise RecordError(f"{ipath}: index sidecar missing (rebuild it with `nitrogen-jax check-shards --rebuild-index`)") from None
     if len(raw) % 16:
         raise RecordError(f"{ipath}: {len(raw)} bytes is not a whole number of (offset, length) uint64 pairs")
     return np.frombuffer(raw, dtype="<u8").reshape(-1, 2)
