@@ -301,7 +301,7 @@ def parse_labels(parquet: bytes, source: str) -> Gamepad:
             bad = ~np.isin(v, (0, 1))
             if bad.any():
                 r = int(np.argmax(bad))
-                raise LabelError(f"{source}: column {name!r} row {r} = {v[r]!r}, expected a boolean (0/1)")
+                raise LabelError(f"{source}: column {name!r} row {r} = {v[r].item()!r}, expected a boolean (0/1)")
             buttons[:, i] = v.astype(bool)
         else:
             raise LabelError(f"{source}: column {name!r} has type {col.type}, expected bool")
