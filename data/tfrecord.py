@@ -89,14 +89,23 @@ def read_record(fd: int, offset: int, length: int, name: str) -> bytes:
     return check_record(buf, length, offset, name)
 
 
-def check_record(buf: bytes, length: int, offset: int, name: str) -> bytes:
-    if len(buf) < HEADER + length + FOOTER:
-        raise RecordError(f"{name} @ offset {offset}: truncated record ({len(buf)} of {HEADER + length + FOOTER} bytes)")
-    (stored_len,), (len_crc,) = struct.unpack_from("<Q", buf, 0), struct.unpack_from("<I", buf, 8)
+def header_length(buf: bytes, offset: int, name: str) -> int:
+    """The data length a record header declares, after checking its CRC."""
+    if len(buf) < HEADER:
+        raise RecordError(f"{name} @ offset {offset}: truncated header ({len(buf)} of {HEADER} bytes)")
+    (length,), (len_crc,) = struct.unpack_from("<Q", buf, 0), struct.unpack_from("<I", buf, 8)
     if len_crc != masked_crc32c(buf[:8]):
         raise RecordError(f"{name} @ offset {offset}: length CRC mismatch (corrupt header)")
+    return length
+
+
+def check_record(buf: bytes, length: int, offset: int, name: str) -> bytes:
+    """The data of a framed record in `buf`, after checking the header CRC, the length and the data CRC."""
+    stored_len = header_length(buf, offset, name)
     if stored_len != length:
         raise RecordError(f"{name} @ offset {offset}: record length {stored_len} disagrees with the index ({length})")
+    if len(buf) < HEADER + length + FOOTER:
+        raise RecordError(f"{name} @ offset {offset}: truncated record ({len(buf)} of {HEADER + length + FOOTER} bytes)")
     data = buf[HEADER:HEADER + length]
     (data_crc,) = struct.unpack_from("<I", buf, HEADER + length)
     if data_crc != masked_crc32c(data):
@@ -110,9 +119,7 @@ def scan_records(path: str | Path) -> Iterator[tuple[int, bytes]]:
     with open(path, "rb") as f:
         offset = 0
         while header := f.read(HEADER):
-            if len(header) < HEADER:
-                raise RecordError(f"{name} @ offset {offset}: truncated header ({len(header)} of {HEADER} bytes)")
-            (length,) = struct.unpack_from("<Q", header, 0)
+            length = header_length(header, offset, name)
             rest = f.read(length + FOOTER)
             yield offset, check_record(header + rest, length, offset, name)
             offset += HEADER + length + FOOTER
