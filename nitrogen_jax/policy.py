@@ -74,10 +74,16 @@ def make_sampler(model: NitroGenModel, num_steps: int):
     """A jitted (params, frames uint8 [B,S,S,3], noise [B,H,A]) -> actions [B,H,A].
 
     The frame is encoded and mixed once and the cross-attention K/V projected once; the Euler steps reuse them.
+    With bf16 compute the float32 params are cast once per call.
     """
     c = model.config
 
+    compute = jnp.dtype(c.compute_dtype)
+
     def sample(params, frames, noise):
+        if compute != jnp.float32:
+            # Cast once, outside the step loop: every Euler step then reads half the bytes.
+            params = jax.tree.map(lambda p: p.astype(compute), params)
         variables = {"params": params}
         context = model.apply(variables, frames, method=NitroGenModel.encode)
         kv = model.apply(variables, context, method=NitroGenModel.context_kv)
