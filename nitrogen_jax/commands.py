@@ -11,12 +11,15 @@ DEFAULT_FRAME = Path(__file__).parent / "assets" / "frame.png"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("convert", help="import the release's ng.pt (or a checkpoint of its family) into a Policy directory")
-    p.add_argument("checkpoint", help="the release checkpoint file (a torch pickle, read without running its code)")
+    p = sub.add_parser("convert", help="import the release's ng.pt (or a SigLIP tower) into a Policy directory")
+    p.add_argument("checkpoint", help="the release checkpoint file (a torch pickle, read without running its code), "
+                                      "or a transformers SigLIP save_pretrained directory to start --preset from")
     p.add_argument("out", help="output directory (Policy.save layout: params/ + config.json)")
     p.add_argument("--vision-heads", type=int, default=None, help="override the vision tower's head count")
     p.add_argument("--context-len", type=int, default=None, help="override the tokenizer's max sequence length")
     p.add_argument("--compute-dtype", choices=("float32", "bfloat16"), default="float32")
+    p.add_argument("--preset", default="nitrogen-500m", help="with a SigLIP directory: the policy to initialise around it")
+    p.add_argument("--seed", type=int, default=0, help="with a SigLIP directory: seed of the non-vision weights")
     p.set_defaults(func=_convert)
 
     p = sub.add_parser("sample", help="sample one action chunk from a frame and print it")
@@ -32,8 +35,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _convert(args) -> int:
     from nitrogen_jax.convert.release import load_release_checkpoint
+    from nitrogen_jax.convert.siglip import init_from_siglip
     from nitrogen_jax.policy import Policy
 
+    if Path(args.checkpoint).is_dir():
+        policy = init_from_siglip(args.preset, args.checkpoint, seed=args.seed, compute_dtype=args.compute_dtype)
+        print(f"{policy} with the vision tower of {args.checkpoint}\nwrote {policy.save(args.out)}")
+        return 0
     config, params, report = load_release_checkpoint(
         args.checkpoint, vision_heads=args.vision_heads, context_len=args.context_len, compute_dtype=args.compute_dtype)
     out = Policy(config, params).save(args.out)

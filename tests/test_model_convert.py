@@ -1,6 +1,7 @@
 """Weight import against real references: transformers' SiglipVisionModel and a release-format checkpoint."""
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import jax
@@ -12,6 +13,7 @@ from transformers import SiglipVisionConfig, SiglipVisionModel  # noqa: E402
 
 from nitrogen_jax import Policy  # noqa: E402
 from nitrogen_jax.cli import main as cli_main  # noqa: E402
+from nitrogen_jax.config import get_config  # noqa: E402
 from nitrogen_jax.convert.keymap import KeyMismatchError  # noqa: E402
 from nitrogen_jax.convert.siglip import init_from_siglip, load_siglip_vision  # noqa: E402
 from nitrogen_jax.vision import SiglipVisionTower  # noqa: E402
@@ -61,15 +63,13 @@ def test_siglip_weights_start_a_policy(tmp_path):
     hf.save_pretrained(tmp_path)
     policy = init_from_siglip("tiny", tmp_path)
     np.testing.assert_array_equal(policy.params["vision"]["patch_embed"]["bias"], hf.embeddings.patch_embedding.bias.detach().numpy())
+    assert cli_main(["convert", str(tmp_path), str(tmp_path / "policy"), "--preset", "tiny"]) == 0
+    jax.tree.map(np.testing.assert_array_equal, Policy.load(tmp_path / "policy").params["vision"], policy.params["vision"])
     with pytest.raises(ValueError, match="expects"):
         init_from_siglip("tiny", tmp_path, vision=siglip_like(depth=3))
 
 
 def siglip_like(**changes):
-    from nitrogen_jax.config import get_config
-
-    import dataclasses
-
     return dataclasses.replace(get_config("tiny").vision, **changes)
 
 
