@@ -11,6 +11,7 @@ import sys
 
 SUBCOMMAND_MODULES = (
     "nitrogen_jax.commands",
+    "nitrogen_jax.train.cli",
     "nitrogen_jax.data.cli",
 )
 

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-Dtype = jnp.dtype
+Dtype = jnp.dtype  # compute dtype of a module (params stay float32)
 
 
 def gelu_tanh(x):

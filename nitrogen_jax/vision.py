@@ -25,7 +25,7 @@ class EncoderBlock(nn.Module):
 
 
 class SiglipVisionTower(nn.Module):
-    """uint8-free: takes images already normalised to [-1, 1], float [B, H, W, 3] -> tokens [B, N, width]."""
+    """Images normalised to [-1, 1], float [B, S, S, 3] -> patch tokens [B, (S / patch)^2, width]."""
 
     cfg: VisionConfig
     dtype: jnp.dtype = jnp.float32
