@@ -149,7 +149,8 @@ def make_loader(shards_dir: str | Path, *, batch_size: int, seed: int, action_ho
     shard_index/shard_count: this process's share of the records (pass jax.process_index()/process_count()
     on multi-host); each process's batches hold `batch_size` samples. num_epochs=None repeats forever.
     num_workers > 0 decodes and augments in that many processes (call `absl.flags.FLAGS.mark_as_parsed()`
-    first and keep the program under a `__main__` guard).
+    first and keep the program under a `__main__` guard); each worker batches its own records, so the batch
+    sequence depends on num_workers: resume with the same value.
     """
     source = TFRecordSource(shards_dir, strict=strict)
     sampler = grain.samplers.IndexSampler(
