@@ -162,5 +162,5 @@ def make_loader(shards_dir: str | Path, *, batch_size: int, seed: int, action_ho
     ops.append(grain.transforms.Batch(batch_size, drop_remainder=True))
     loader = grain.DataLoader(data_source=source, sampler=sampler, operations=ops, worker_count=num_workers,
                               worker_buffer_size=worker_buffer_size,
-                              read_options=grain.ReadOptions(num_threads=2, prefetch_buffer_size=4 * batch_size))
+                              read_options=grain.ReadOptions(num_threads=1, prefetch_buffer_size=16))
     return iter(loader)

@@ -1,0 +1,117 @@
+"""Loader and preprocessing throughput on this machine's CPU, printed as a table.
+
+Loader rows: samples/s of wall time and per CPU core (samples per CPU-second of this process), for each stage
+stacked on the previous one at 256x256: record read (pread + CRC), + Example parse + JPEG decode, + augment,
++ Grain batching (make_loader, in-process), and make_loader with worker processes (wall only: the workers' CPU
+time is not visible to this process). Preprocessing rows: frames/s of the per-video work alone and of the whole
+Beam pipeline on the DirectRunner.
+
+    .venv/bin/python bench/loader_throughput.py [--frames 600] [--batch 32] [--workers 2]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def measure(fn, n_samples: int) -> tuple[float, float]:
+    """(samples/s wall, samples per CPU-second) of fn(), which processes n_samples."""
+    w0, c0 = time.perf_counter(), cpu_seconds()
+    fn()
+    wall, cpu = time.perf_counter() - w0, cpu_seconds() - c0
+    return n_samples / wall, n_samples / max(cpu, 1e-9)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--frames", type=int, default=600, help="labelled frames per game in the sample dataset")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--batches", type=int, default=60, help="batches timed per loader row")
+    p.add_argument("--workers", type=int, default=2)
+    args = p.parse_args()
+
+    from absl import flags
+
+    flags.FLAGS.mark_as_parsed()
+    from nitrogen_jax.data.augment import RandomGeometric, RandomPhotometric
+    from nitrogen_jax.data.loader import DecodeSample, TFRecordSource, make_loader
+    from nitrogen_jax.data.pipeline import run_preprocess, video_map
+    from nitrogen_jax.data.layout import find_chunks, read_chunk
+    from nitrogen_jax.data.preprocess import LabelChunk, PreprocessConfig, video_samples
+    from nitrogen_jax.data.report import Report
+    from nitrogen_jax.data.sample_data import make_sample_dataset
+    from nitrogen_jax.data.video import video_fps
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        ds = make_sample_dataset(tmp, num_frames=args.frames)
+        cfg = PreprocessConfig()
+        n_frames = args.frames * len(ds.video_ids)
+
+        vmap = video_map(ds.videos_dir)
+        chunks = {}
+        for ref in find_chunks(ds.labels_dir):
+            pad, meta = read_chunk(ref)
+            chunks.setdefault(ref.video_id, []).append(LabelChunk(ref.name, ref.index, pad, meta))
+
+        def per_video():
+            for vid, cs in chunks.items():
+                for _ in video_samples(vid, cs, vmap[vid], video_fps(vmap[vid]), cfg, Report()):
+                    pass
+
+        rows.append(("preprocess: decode video, crop/mask/resize, JPEG, Example (per-video work)", *measure(per_video, n_frames)))
+        shards = Path(tmp) / "shards"
+        w0 = time.perf_counter()
+        run_preprocess([ds.labels_dir], ds.videos_dir, shards, cfg)
+        rows.append(("preprocess: whole Beam pipeline, DirectRunner (wall, incl. startup)", n_frames / (time.perf_counter() - w0), float("nan")))
+
+        src = TFRecordSource(shards)
+        n = len(src)
+        records = [src[i] for i in range(n)]
+        decode = DecodeSample(18)
+        geo, photo = RandomGeometric(), RandomPhotometric()
+        rng = np.random.default_rng(0)
+        decoded = [decode.map(r) for r in records]
+        rows.append(("loader: read record (pread + CRC32C)", *measure(lambda: [src[i] for i in range(n)], n)))
+        rows.append(("loader: + parse Example + JPEG decode", *measure(lambda: [decode.map(r) for r in records], n)))
+        rows.append(("loader: augment only (rotate+crop warp, brightness/contrast LUT)",
+                     *measure(lambda: [photo.random_map(geo.random_map(d, rng), rng) for d in decoded], n)))
+        rows.append(("loader: read + decode + augment (one thread)",
+                     *measure(lambda: [photo.random_map(geo.random_map(decode.map(src[i]), rng), rng) for i in range(n)], n)))
+
+        def loader_rows(workers: int):
+            it = make_loader(shards, batch_size=args.batch, seed=0, action_horizon=18, num_workers=workers)
+            for _ in range(5):  # warm up (worker start, prefetch)
+                next(it)
+            return it
+
+        it = loader_rows(0)
+        rows.append((f"loader: make_loader, batch {args.batch}, in-process",
+                     *measure(lambda: [next(it) for _ in range(args.batches)], args.batches * args.batch)))
+        if args.workers:
+            it = loader_rows(args.workers)
+            speed, _ = measure(lambda: [next(it) for _ in range(args.batches)], args.batches * args.batch)
+            rows.append((f"loader: make_loader, batch {args.batch}, {args.workers} worker processes (wall)", speed, float("nan")))
+            del it
+
+    width = max(len(r[0]) for r in rows)
+    print(f"\nCPU: {os.cpu_count()} cores visible; sample dataset {n_frames} frames at 60 fps, shards of 256x256 JPEG q95")
+    print(f"{'stage':<{width}}  {'samples/s':>10}  {'per core':>10}")
+    print("-" * (width + 24))
+    for name, wall, per_core in rows:
+        print(f"{name:<{width}}  {wall:>10.0f}  {'' if np.isnan(per_core) else f'{per_core:.0f}':>10}")
+    print("goal: >= 800 samples/s per core for decode + augment + batch")
+
+
+if __name__ == "__main__":
+    main()
