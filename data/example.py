@@ -48,11 +48,14 @@ def decode_sample(data: bytes) -> Sample:
         if key not in f:
             raise ValueError(f"example has no feature {key!r} (has {sorted(f)})")
     shape = tuple(f["action_shape"].int64_list.value)
-    actions = np.asarray(f["actions"].float_list.value, np.float32)
-    mask = np.asarray(f["action_mask"].float_list.value, np.float32)
+    actions, mask = (_floats(f[k].float_list.value) for k in ("actions", "action_mask"))
     if len(shape) != 2 or actions.size != np.prod(shape) or mask.size != actions.size:
         raise ValueError(f"example action_shape {shape} does not match {actions.size} actions / {mask.size} mask values")
     return Sample(
         jpeg=f["frame"].bytes_list.value[0], actions=actions.reshape(shape), action_mask=mask.reshape(shape),
         video_id=f["video_id"].bytes_list.value[0].decode(), label_row=f["label_row"].int64_list.value[0],
         frame_index=f["frame_index"].int64_list.value[0])
+
+
+def _floats(values) -> np.ndarray:
+    return np.fromiter(values, np.float32, len(values))  # about twice as fast as np.asarray on a repeated field
