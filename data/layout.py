@@ -212,19 +212,26 @@ class ChunkRef:
         return f"{self.path}:{self.member}" if self.member else self.path
 
 
-def find_chunks(root: str | Path) -> list[ChunkRef]:
-    """All chunks under `root` (a folder tree, a tar shard, or a folder of tar shards), sorted by video and index."""
+def find_chunks(root: str | Path, unreadable: list | None = None) -> list[ChunkRef]:
+    """All chunks under `root` (a folder tree, a tar shard, or a folder of tar shards), sorted by video and index.
+
+    A tar shard that cannot be read raises LabelError, or is appended to `unreadable` as (path, reason) when given.
+    """
     root = Path(root)
     if not root.exists():
         raise FileNotFoundError(f"label root {root} does not exist")
     refs: list[ChunkRef] = []
     tars = [root] if root.is_file() else sorted(root.rglob("*.tar*"))
     for tar_path in tars:
-        with tarfile.open(tar_path) as tar:
-            for m in tar.getmembers():
-                ref = _chunk_ref(m.name, str(tar_path), in_tar=True)
-                if ref is not None:
-                    refs.append(ref)
+        try:
+            with tarfile.open(tar_path) as tar:
+                found = [_chunk_ref(m.name, str(tar_path), in_tar=True) for m in tar.getmembers()]
+        except (tarfile.TarError, OSError, EOFError) as e:
+            if unreadable is None:
+                raise LabelError(f"{tar_path}: unreadable tar shard ({e})") from None
+            unreadable.append((str(tar_path), f"unreadable tar shard ({e})"))
+            continue
+        refs += [r for r in found if r is not None]
     if root.is_dir():
         for meta in root.rglob(METADATA_FILE):
             ref = _chunk_ref(str(meta), str(meta.parent), in_tar=False)

@@ -42,8 +42,14 @@ def video_map(videos: str | Path) -> dict[str, str]:
     return {p.stem: str(p) for p in sorted(videos.iterdir()) if p.suffix.lower() in VIDEO_SUFFIXES}
 
 
-def list_label_sources(roots: list[str | Path]) -> list[ChunkRef]:
-    return [ref for root in roots for ref in find_chunks(root)]
+def list_label_sources(roots: list[str | Path], strict: bool) -> tuple[list[ChunkRef], Report]:
+    """Every chunk under the roots, and a Report of the tar shards that could not be read (fatal when strict)."""
+    unreadable: list | None = None if strict else []
+    refs = [ref for root in roots for ref in find_chunks(root, unreadable)]
+    report = Report()
+    for path, reason in unreadable or ():
+        report.skip(path, reason, key="label_sources_skipped")
+    return refs, report
 
 
 def read_label_chunk(ref: ChunkRef, strict: bool):
@@ -160,7 +166,7 @@ def run_preprocess(labels: list[str | Path], videos: str | Path | dict, out_dir:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     vmap = videos if isinstance(videos, dict) else video_map(videos)
-    refs = list_label_sources(labels)
+    refs, listing = list_label_sources(labels, cfg.strict)
     inputs = {"labels": [str(p) for p in labels], "chunks_found": len(refs), "videos_found": len(vmap)}
     if not refs:
         raise FileNotFoundError(f"no label chunks (<video_id>/<video_id>_chunk_NNNN/metadata.json) under {labels}")
@@ -172,5 +178,5 @@ def run_preprocess(labels: list[str | Path], videos: str | Path | dict, out_dir:
              | "ByVideo" >> beam.GroupByKey()
              | "WriteShards" >> beam.ParDo(WriteVideoShards(str(out_dir), vmap, cfg))
              | "Merge" >> beam.CombineGlobally(MergeReports())
-             | "Manifest" >> beam.Map(write_manifest, str(out_dir), cfg, inputs))
+             | "Manifest" >> beam.Map(lambda r: write_manifest(r.merge(listing), str(out_dir), cfg, inputs)))
     return json.loads((out_dir / MANIFEST).read_text())

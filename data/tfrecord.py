@@ -58,7 +58,12 @@ class TFRecordWriter:
         self._offset += len(framed)
 
     def index_bytes(self) -> bytes:
-        return np.asarray(self.index, dtype="<u8").reshape(-1, 2).tobytes()
+        return index_bytes(self.index)
+
+
+def index_bytes(pairs) -> bytes:
+    """The index sidecar's contents: little-endian uint64 (offset, length) pairs."""
+    return np.asarray(pairs, dtype="<u8").reshape(-1, 2).tobytes()
 
 
 def write_shard(path: str | Path, records) -> int:
@@ -67,7 +72,7 @@ def write_shard(path: str | Path, records) -> int:
         writer = TFRecordWriter(f)
         for r in records:
             writer.write(r)
-    index_path(path).write_bytes(writer.index_bytes())
+    index_path(path).write_bytes(index_bytes(writer.index))
     return len(writer.index)
 
 
@@ -128,5 +133,5 @@ def scan_records(path: str | Path) -> Iterator[tuple[int, bytes]]:
 def rebuild_index(path: str | Path) -> int:
     """Re-create a shard's index sidecar by scanning its framing; returns the record count."""
     index = [(offset, len(data)) for offset, data in scan_records(path)]
-    index_path(path).write_bytes(np.asarray(index, dtype="<u8").reshape(-1, 2).tobytes())
+    index_path(path).write_bytes(index_bytes(index))
     return len(index)

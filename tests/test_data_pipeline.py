@@ -132,6 +132,7 @@ def bad_inputs(sample, tmp_path_factory):
     pq.write_table(t.set_column(t.column_names.index("j_left"), "j_left", pa.array(sticks)), gappy[1] / "actions_raw.parquet")
     t = pq.read_table(gappy[2] / "actions_raw.parquet")
     pq.write_table(t.drop_columns(["start"]), gappy[2] / "actions_raw.parquet")
+    (labels / "SHARD_0001.tar.gz").write_bytes(b"\x1f\x8b not really a gzip tar")
     (root / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video" * 10)
     write_video(root / "short.mp4", video_frames(src_video)[:50], 60)
     vmap = {"idle": str(src_video), "broken": str(root / "broken.mp4"), "short": str(root / "short.mp4"),
@@ -146,12 +147,13 @@ def test_bad_inputs_are_skipped_and_counted(bad_inputs):
     cfg = PreprocessConfig(action_horizon=H, density_window_s=1.0)
     m = run_preprocess([labels], root / "videos.json", out, cfg)
     c = m["counts"]
-    assert c["videos"] == 5 and c["videos_skipped"] == 2 and c["chunks_skipped"] == 2
+    assert c["videos"] == 5 and c["videos_skipped"] == 2 and c["chunks_skipped"] == 2 and c["label_sources_skipped"] == 1
     assert c["chunks_of_skipped_videos"] == 6  # ghost and broken: 3 chunks each
     assert c["samples_without_frame"] == 50  # short: 100 labelled rows, a 50-frame video
     reasons = {(s["kind"], os.path.basename(s["input"].split(":")[0].rstrip("/"))): s["reason"] for s in m["skipped"]}
     assert "no local video for video_id 'ghost'" in reasons[("videos_skipped", "ghost")]
     assert "OpenCV cannot open" in reasons[("videos_skipped", "broken.mp4")]
+    assert "unreadable tar shard" in reasons[("label_sources_skipped", "SHARD_0001.tar.gz")]
     assert "ends before frame 99" in reasons[("samples_without_frame", "short.mp4")]
     assert "column 'j_left' row 0 = [nan, 0.0]" in reasons[("chunks_skipped", "gappy_chunk_0001")]
     assert "missing columns ['start']" in reasons[("chunks_skipped", "gappy_chunk_0002")]
@@ -174,7 +176,7 @@ def test_bad_inputs_are_skipped_and_counted(bad_inputs):
 
 def test_strict_fails_on_the_first_bad_input(bad_inputs, tmp_path):
     root, labels, _ = bad_inputs
-    with pytest.raises(Exception, match=r"(ghost|broken|gappy|short)"):
+    with pytest.raises(Exception, match=r"SHARD_0001.tar.gz: unreadable tar shard"):
         run_preprocess([labels], root / "videos.json", tmp_path / "strict", PreprocessConfig(action_horizon=H, strict=True))
     only_short = tmp_path / "labels"
     shutil.copytree(labels / "short", only_short / "short")
