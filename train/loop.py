@@ -28,7 +28,7 @@ from nitrogen_jax.train.data import BatchSource
 from nitrogen_jax.train.flops import peak_flops, train_flops_per_sample
 from nitrogen_jax.train.metrics import MetricWriter
 from nitrogen_jax.train.optimizer import learning_rate_schedule, make_optimizer, trainable_mask
-from nitrogen_jax.train.sharding import check_batch_size, fsdp_shardings, global_batch, make_mesh
+from nitrogen_jax.train.sharding import check_batch_size, fsdp_shardings, make_mesh, place_batch
 from nitrogen_jax.train.state import abstract_train_state, init_train_state
 from nitrogen_jax.train.step import BATCH_KEYS, make_eval_step, make_train_step
 
@@ -149,7 +149,7 @@ def train(model_config: NitroGenConfig, cfg: TrainConfig, batches: BatchSource, 
         bar.update(n - bar.n)
 
     def evaluate(n: int) -> None:
-        losses = [float(eval_step(state.ema_params, global_batch({k: b[k] for k in BATCH_KEYS}, mesh),
+        losses = [float(eval_step(state.ema_params, place_batch({k: b[k] for k in BATCH_KEYS}, mesh),
                                   jax.random.PRNGKey(EVAL_SEED + i))) for i, b in enumerate(eval_batches)]
         writer.write(n, {"val_loss": float(np.mean(losses))})
         last["metrics"]["val_loss"] = float(np.mean(losses))
@@ -161,7 +161,7 @@ def train(model_config: NitroGenConfig, cfg: TrainConfig, batches: BatchSource, 
             pending = None
             while step < cfg.num_steps:
                 local = next(data)
-                state, metrics = train_step(state, global_batch({k: local[k] for k in BATCH_KEYS}, mesh))
+                state, metrics = train_step(state, place_batch({k: local[k] for k in BATCH_KEYS}, mesh))
                 step += 1
                 if pending is not None:
                     report(*pending)

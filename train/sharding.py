@@ -15,6 +15,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from nitrogen_jax.data.device import global_batch
+
 AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")
 
@@ -90,7 +92,6 @@ def check_batch_size(batch_size: int, mesh: Mesh, grad_accum_steps: int = 1) -> 
         raise ValueError(f"batch size {batch_size} is not divisible by the {jax.process_count()} processes")
 
 
-def global_batch(local_batch: dict, mesh: Mesh) -> dict:
-    """This process's slice of the batch (host numpy) -> global jax.Arrays sharded over data x fsdp."""
-    sharding = batch_sharding(mesh)
-    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in local_batch.items()}
+def place_batch(local_batch: dict, mesh: Mesh) -> dict:
+    """This process's rows of the batch (host numpy) -> global jax.Arrays split over data x fsdp."""
+    return global_batch(local_batch, mesh, batch_sharding(mesh).spec)

@@ -71,8 +71,8 @@ def make_train_step(model: NitroGenModel, tx: optax.GradientTransformation, cfg:
         trained_grads = jax.tree.map(lambda g, t: g if t else jnp.zeros((), g.dtype), grads, trainable)
         metrics = {
             "loss": loss,
-            "grad_norm": optax.global_norm(trained_grads),
-            "param_norm": optax.global_norm(params),
+            "grad_norm": optax.tree.norm(trained_grads),
+            "param_norm": optax.tree.norm(params),
             "learning_rate": schedule(state.step),
         }
         new_state = TrainState(step=state.step + 1, params=params, ema_params=ema, opt_state=opt_state, rng=rng)
