@@ -17,9 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", nargs="+", required=True, help="label roots: folders of <video_id>/<video_id>_chunk_NNNN, or tar shards")
     p.add_argument("--videos", required=True, help="a folder of <video_id>.<ext> files, or a JSON file {video_id: path}")
     p.add_argument("--out", required=True, help="output folder for *.tfrecord, *.tfrecord.index and manifest.json")
-    p.add_argument("--layout", default=_DEFAULTS.layout, help="action layout of the targets (release, seed)")
-    p.add_argument("--horizon", type=int, default=_DEFAULTS.action_horizon, help="action steps per sample")
-    p.add_argument("--action-fps", type=float, default=_DEFAULTS.action_fps, help="the model's action rate (Hz)")
+    p.add_argument("--preset", default=None, help="take --layout, --horizon and --action-fps from a model preset (release: nitrogen-500m)")
+    p.add_argument("--layout", default=None, help=f"action layout of the targets (release, seed; default {_DEFAULTS.layout})")
+    p.add_argument("--horizon", type=int, default=None, help=f"action steps per sample (default {_DEFAULTS.action_horizon})")
+    p.add_argument("--action-fps", type=float, default=None, help=f"the model's action rate in Hz (default {_DEFAULTS.action_fps})")
     p.add_argument("--shift", type=int, default=_DEFAULTS.action_shift, help="action steps between frame and chunk start")
     p.add_argument("--frame-stride", type=int, default=_DEFAULTS.frame_stride, help="use every k-th label row as a frame")
     p.add_argument("--image-size", type=int, default=_DEFAULTS.image_size)
@@ -45,11 +46,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_sample_data)
 
 
+def _targets(args) -> tuple[str, int, float]:
+    """Layout, horizon and action rate: explicit flags win, then the preset's, then the defaults."""
+    if args.preset:
+        from nitrogen_jax.config import get_config
+
+        c = get_config(args.preset)
+        base = (c.action_layout, c.action_horizon, c.action_fps)
+    else:
+        base = (_DEFAULTS.layout, _DEFAULTS.action_horizon, _DEFAULTS.action_fps)
+    given = (args.layout, args.horizon, args.action_fps)
+    return tuple(g if g is not None else b for g, b in zip(given, base))
+
+
 def _preprocess(args) -> int:
     from nitrogen_jax.data.pipeline import run_preprocess
 
+    layout, horizon, action_fps = _targets(args)
     cfg = PreprocessConfig(
-        layout=args.layout, action_horizon=args.horizon, action_fps=args.action_fps, action_shift=args.shift,
+        layout=layout, action_horizon=horizon, action_fps=action_fps, action_shift=args.shift,
         frame_stride=args.frame_stride, image_size=args.image_size, jpeg_quality=args.jpeg_quality,
         density_window_s=args.density_window, density_threshold=args.density_threshold,
         records_per_shard=args.records_per_shard, strict=args.strict)

@@ -79,7 +79,8 @@ class TransformerConfig:
 class NitroGenConfig:
     """The whole policy: vision tower, VL mixer, DiT, action encoder/decoder and flow-matching settings.
 
-    hidden_size is the width of the action tokens (and must equal the DiT width); context_len is the tokenizer's
+    action_fps is the rate of the actions in a chunk (the release's 60 Hz, the seed's 30 Hz): data preprocessing
+    resamples labels to it. hidden_size is the width of the action tokens (and must equal the DiT width); context_len is the tokenizer's
     max sequence length: image tokens are left-padded with zeros up to it, as in the release.
     """
 
@@ -89,6 +90,7 @@ class NitroGenConfig:
     interleave_self_attention: bool = True
     action_layout: str = "release"
     action_horizon: int = 18
+    action_fps: float = 60.0
     hidden_size: int = 1024
     dit_output_dim: int = 1024
     max_seq_len: int = 1024
@@ -166,7 +168,7 @@ PRESETS: dict[str, NitroGenConfig] = {
     # The public release: SigLIP 2 L/16 at 256, 4-block mixer, 8-block DiT, 25-dim actions, chunk 18, 16 steps.
     "nitrogen-500m": NitroGenConfig(),
     # Same trunk, the seed description's 20-dim layout and 16-frame chunks.
-    "seed": NitroGenConfig(action_layout="seed", action_horizon=16),
+    "seed": NitroGenConfig(action_layout="seed", action_horizon=16, action_fps=30.0),
     # A few hundred thousand parameters for CPU tests.
     "tiny": _tiny(),
 }

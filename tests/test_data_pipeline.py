@@ -191,3 +191,13 @@ def test_sample_data_is_deterministic(sample, tmp_path):
         assert (again.videos_dir / f"{v}.mp4").read_bytes() == (ds.videos_dir / f"{v}.mp4").read_bytes()
         np.testing.assert_array_equal(again.gamepad(v).buttons, ds.gamepad(v).buttons)
     assert all(len(list(scan_records(p))) == 240 for p in shards.glob("*.tfrecord"))
+
+
+def test_preprocess_targets_come_from_flags_then_preset_then_defaults():
+    from nitrogen_jax.cli import build_parser
+    from nitrogen_jax.data.cli import _targets
+
+    parse = lambda *a: build_parser().parse_args(["preprocess", "--labels", "l", "--videos", "v", "--out", "o", *a])  # noqa: E731
+    assert _targets(parse()) == ("release", 18, 60.0)
+    assert _targets(parse("--preset", "seed")) == ("seed", 16, 30.0)
+    assert _targets(parse("--preset", "seed", "--horizon", "8")) == ("seed", 8, 30.0)
