@@ -82,41 +82,50 @@ def train(model_config: NitroGenConfig, cfg: TrainConfig, batches: BatchSource, 
     val_loss every `cfg.eval_every` steps and at the end.
     """
     workdir = Path(workdir).absolute()
-    mesh = make_mesh(cfg.mesh_shape, devices)
-    check_batch_size(cfg.batch_size, mesh, cfg.grad_accum_steps)
-    model = NitroGenModel(model_config, remat=cfg.remat)
-    abstract = abstract_params(model_config)
-    trainable = trainable_mask(abstract, cfg.freeze)
-    tx = make_optimizer(cfg, trainable)
-    schedule = learning_rate_schedule(cfg)
-    pi, pc = jax.process_index(), jax.process_count()
-    data = batches(batch_size=cfg.batch_size // pc, seed=cfg.seed, action_horizon=model_config.action_horizon,
-                   shard_index=pi, shard_count=pc)
-
+    say = tqdm.write if jax.process_index() == 0 else (lambda *_: None)
+    # Checks that need no devices come first: a wrong checkpoint fails before anything is built.
     store = CheckpointStore(workdir / CHECKPOINTS, cfg.keep_checkpoints)
-    latest = store.latest_step()
-    say = tqdm.write if pi == 0 else (lambda *_: None)
-    if latest is not None:
-        if not resume:
-            raise ValueError(f"{workdir / CHECKPOINTS} already holds checkpoints (latest step {latest}); "
-                             f"resume, or choose another output directory")
-        saved_model, saved_train = store.read_configs(latest)
-        check_same_architecture(model_config, saved_model, f"{workdir / CHECKPOINTS} step {latest}")
-        changed = [f"{k}: {v} -> {getattr(cfg, k)}" for k, v in saved_train.to_dict().items() if getattr(cfg, k) != v]
-        if changed:
-            say(f"resuming with changed training settings: {'; '.join(changed)}")
-        target, shardings = abstract_train_state(model, tx, mesh, cfg.fsdp_min_size)
-        state = store.restore(latest, target, data)
-        say(f"resumed from {workdir / CHECKPOINTS} step {latest}")
-    else:
-        params = None
-        if pretrained is not None:
+    try:
+        latest = store.latest_step()
+        if latest is not None:
+            if not resume:
+                raise ValueError(f"{workdir / CHECKPOINTS} already holds checkpoints (latest step {latest}); "
+                                 f"resume, or choose another output directory")
+            saved_model, saved_train = store.read_configs(latest)
+            check_same_architecture(model_config, saved_model, f"{workdir / CHECKPOINTS} step {latest}")
+            changed = [f"{k}: {v} -> {getattr(cfg, k)}" for k, v in saved_train.to_dict().items() if getattr(cfg, k) != v]
+            if changed:
+                say(f"resuming with changed training settings: {'; '.join(changed)}")
+        elif pretrained is not None:
             check_same_architecture(model_config, read_policy_config(pretrained), str(pretrained))
-            shards = fsdp_shardings(abstract, mesh, cfg.fsdp_min_size)
-            params = load_policy_params(pretrained, jax.tree.map(
-                lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shards))
-            say(f"fine-tuning from {pretrained}")
-        state, shardings = init_train_state(model, tx, mesh, cfg.seed, cfg.fsdp_min_size, params)
+
+        mesh = make_mesh(cfg.mesh_shape, devices)
+        check_batch_size(cfg.batch_size, mesh, cfg.grad_accum_steps)
+        model = NitroGenModel(model_config, remat=cfg.remat)
+        abstract = abstract_params(model_config)
+        trainable = trainable_mask(abstract, cfg.freeze)
+        tx = make_optimizer(cfg, trainable)
+        schedule = learning_rate_schedule(cfg)
+        pi, pc = jax.process_index(), jax.process_count()
+        data = batches(batch_size=cfg.batch_size // pc, seed=cfg.seed, action_horizon=model_config.action_horizon,
+                       shard_index=pi, shard_count=pc)
+
+        if latest is not None:
+            target, shardings = abstract_train_state(model, tx, mesh, cfg.fsdp_min_size)
+            state = store.restore(latest, target, data)
+            say(f"resumed from {workdir / CHECKPOINTS} step {latest}")
+        else:
+            params = None
+            if pretrained is not None:
+                shards = fsdp_shardings(abstract, mesh, cfg.fsdp_min_size)
+                params = load_policy_params(pretrained, jax.tree.map(
+                    lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shards))
+                say(f"fine-tuning from {pretrained}")
+            state, shardings = init_train_state(model, tx, mesh, cfg.seed, cfg.fsdp_min_size, params)
+
+    except BaseException:
+        store.close()
+        raise
 
     train_step = make_train_step(model, tx, cfg, trainable, schedule, mesh, shardings)
     eval_step = make_eval_step(model, mesh, shardings.ema_params) if eval_batches else None
