@@ -28,7 +28,7 @@ from nitrogen_jax.train.sharding import make_mesh, parse_mesh_shape, place_batch
 from nitrogen_jax.train.state import init_train_state  # noqa: E402
 from nitrogen_jax.train.step import make_train_step  # noqa: E402
 
-# A mid-size model for CPU runs: a 6-block ViT of width 192, 2 mixer blocks, 4 DiT blocks of width 256 (~5M params).
+# A mid-size model for CPU runs: a 6-block ViT of width 192, 2 mixer blocks, 4 DiT blocks of width 256 (8M params).
 MID = get_config("tiny").replace(
     vision=VisionConfig(width=192, depth=6, num_heads=3, mlp_dim=768),
     mixer=TransformerConfig(num_layers=2, num_heads=3, head_dim=64),
