@@ -100,8 +100,9 @@ def plot(rows: list[dict], path: Path) -> None:
     b.plot(h, [r["button_flip_rate"] for r in rows], "s-", label="sampled: button flip rate")
     b.plot(h, [r["data_stick_delta"] for r in rows], "o:", color="gray", label="data: mean |Δ stick|")
     b.plot(h, [r["data_button_flip_rate"] for r in rows], "s:", color="black", label="data: button flip rate")
-    b.set(xlabel="chunk length (action horizon)", ylabel="per-step change (lower = smoother)")
-    b.legend(fontsize=7, loc="center right")
+    b.set(xlabel="chunk length (action horizon)", ylabel="per-step change (lower = smoother, log)")
+    b.set_yscale("log")
+    b.legend(fontsize=7)
     for ax in (a, b):
         ax.set_xscale("log", base=2)
         ax.set_xticks(h, [str(x) for x in h])
