@@ -13,6 +13,7 @@ SUBCOMMAND_MODULES = (
     "nitrogen_jax.commands",
     "nitrogen_jax.train.cli",
     "nitrogen_jax.data.cli",
+    "nitrogen_jax.sim_bridge.cli",
 )
 
 
