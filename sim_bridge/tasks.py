@@ -64,7 +64,7 @@ def info_rises(key: str, by: float) -> Predicate:
 
 
 def info_kept(key: str) -> Predicate:
-    return Predicate(f"info[{key!r}] stays >= its start", lambda p: p.info[key] >= p.start_info[key])
+    return Predicate(f"info[{key!r}] >= its start", lambda p: p.info[key] >= p.start_info[key])
 
 
 @dataclasses.dataclass(frozen=True)
