@@ -5,6 +5,8 @@ import argparse
 import dataclasses
 import datetime
 import logging
+import signal
+import threading
 import time
 
 
@@ -98,10 +100,11 @@ def _serve(args) -> int:
     endpoint = server.bind(args.host, args.port)
     print(f"{policy} from {source}\nwarm in {time.perf_counter() - t0:.1f} s; serving {'/'.join(codecs)} on {endpoint}",
           flush=True)
+    stop = threading.Event()  # SIGINT / SIGTERM finish the request in hand, then stop
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     try:
-        server.serve()
-    except KeyboardInterrupt:
-        pass
+        server.serve(stop)
     finally:
         server.close()
     print(f"served {server.requests} requests ({server.errors} error replies, {server.dropped} dropped)")

@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from nitrogen_jax.actions import Gamepad
 from nitrogen_jax.sim_bridge.env import GamepadEnv, frame_of, make_env
+from nitrogen_jax.sim_bridge.play import actions_per_chunk
 from nitrogen_jax.sim_bridge.tasks import Progress, Task
 
 CONFIDENCE = 0.95
@@ -44,7 +45,7 @@ def rollout(env: GamepadEnv, task: Task, agent, index: int, execute: int | None 
     """One attempt at `task`: the agent acts every `execute` frames (its whole chunk if None) until decided."""
     obs, info = start_rollout(env, task, index)
     start_info, start_ram = dict(info), env.ram().copy()
-    k = execute or agent.horizon
+    k = actions_per_chunk(execute, agent.horizon)
     frame, total = 0, 0.0
 
     def result(success: bool, outcome: str) -> Rollout:

@@ -29,14 +29,19 @@ class PlayResult:
         return self.frames / self.seconds if self.seconds else float("nan")
 
 
+def actions_per_chunk(execute: int | None, horizon: int) -> int:
+    """How many actions of each chunk to execute: `execute`, or the whole chunk when None."""
+    if execute is not None and not 1 <= execute <= horizon:
+        raise ValueError(f"execute must be in [1, {horizon}] (the chunk length), got {execute}")
+    return execute or horizon
+
+
 def play(env: GamepadEnv, agent, num_frames: int, execute: int | None = None, recorder: SessionRecorder | None = None,
          seed: int | None = 0, progress: bool = True) -> PlayResult:
     """Run `agent` on `env` for `num_frames` frames, executing the first `execute` actions of each chunk (all if None)."""
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
-    if execute is not None and not 1 <= execute <= agent.horizon:
-        raise ValueError(f"execute must be in [1, {agent.horizon}] (the chunk length), got {execute}")
-    k = execute or agent.horizon
+    k = actions_per_chunk(execute, agent.horizon)
     obs, _ = env.reset(seed=seed)
     result = PlayResult(0, 1, 0.0, 0, 0.0, 0.0)
     start = time.perf_counter()

@@ -1,6 +1,7 @@
 """Frame-stepped environments on the real emulators: spaces, one frame per step, native mappings, states."""
 import numpy as np
 import pytest
+from gymnasium.utils.env_checker import check_env
 
 from nitrogen_jax.actions import STANDARD_BUTTONS, Gamepad
 from nitrogen_jax.sim_bridge.env import as_gamepad, make_env
@@ -16,6 +17,7 @@ def _pad(*pressed, j_left=(0.0, 0.0)) -> Gamepad:
 @pytest.mark.parametrize("spec,native_hw", [("ale:Breakout", (210, 160)), ("retro:Airstriker-Genesis", (224, 320))])
 def test_observations_spaces_and_state_round_trip(spec, native_hw):
     with make_env(spec) as env:
+        check_env(env, skip_render_check=True)  # Gymnasium's own conformance checks
         obs, info = env.reset(seed=0)
         assert obs.shape == (256, 256, 3) and obs.dtype == np.uint8 and env.observation_space.contains(obs)
         assert env.render().shape == (*native_hw, 3)
