@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import zmq
 
-from nitrogen_jax.actions import RELEASE_LAYOUT
+from nitrogen_jax.actions import RELEASE_LAYOUT, STANDARD_BUTTONS
 from nitrogen_jax.sim_bridge.client import PolicyClient, ServerError
 from nitrogen_jax.sim_bridge.server import PolicyServer
 from nitrogen_jax.sim_bridge.wire import WireError, dumps_msgpack, loads_pickle
@@ -242,3 +242,20 @@ def test_server_binds_localhost_by_default():
     assert endpoint.startswith("tcp://127.0.0.1:")
     with pytest.raises(ValueError, match="temperature"):
         PolicyServer(tiny_policy(), temperature=3.0)
+
+
+def test_seed_layout_policy_answers_in_the_release_shape():
+    """A 20-dim seed-layout policy still answers with the release's 21 button slots and decoded sticks."""
+    from nitrogen_jax import Policy
+
+    policy = Policy.init("tiny", action_layout="seed")
+    srv = PolicyServer(policy, seed=3)
+    reply = loads_pickle(srv.handle(pickle.dumps({"type": "predict", "image": IMAGE})))
+    pred = reply["pred"]
+    assert pred["buttons"].shape == (18, 21) and pred["j_left"].shape == (18, 2)
+    _, rng = jax.random.split(jax.random.key(3))
+    pad = policy.config.layout.decode(np.asarray(policy.sample(IMAGE[None], rng=rng))[0])
+    for i, name in enumerate(RELEASE_LAYOUT.button_names):
+        expected = pad.button(name) if name in STANDARD_BUTTONS else np.zeros(18, bool)
+        np.testing.assert_array_equal(pred["buttons"][:, i], expected, err_msg=name)
+    np.testing.assert_array_equal(pred["j_right"], pad.j_right)
