@@ -52,6 +52,13 @@ class Gamepad:
     def __len__(self) -> int:
         return self.buttons.shape[0]
 
+    def __getitem__(self, index: int | slice) -> "Gamepad":
+        """Frames of the sequence as a Gamepad: pad[i] is the one-frame pad of frame i, pad[a:b] a sub-sequence."""
+        if isinstance(index, slice):
+            return Gamepad(self.buttons[index], self.j_left[index], self.j_right[index])
+        i = range(len(self))[index]  # bounds check, negative indices
+        return self[i:i + 1]
+
     @classmethod
     def zeros(cls, t: int) -> "Gamepad":
         return cls(np.zeros((t, len(STANDARD_BUTTONS)), bool), np.zeros((t, 2), np.float32), np.zeros((t, 2), np.float32))

@@ -42,11 +42,6 @@ def as_gamepad(action) -> Gamepad:
     return pad
 
 
-def frame_of(pad: Gamepad, i: int) -> Gamepad:
-    """Frame i of a sequence of states, as a one-frame `Gamepad` (an environment action)."""
-    return Gamepad(pad.buttons[i:i + 1], pad.j_left[i:i + 1], pad.j_right[i:i + 1])
-
-
 def directions(pad: Gamepad) -> tuple[bool, bool, bool, bool]:
     """(up, down, left, right) of a one-frame pad from its D-pad or its left stick; opposite directions cancel."""
     x, y = pad.j_left[0]

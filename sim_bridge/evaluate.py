@@ -11,7 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 from nitrogen_jax.actions import Gamepad
-from nitrogen_jax.sim_bridge.env import GamepadEnv, frame_of, make_env
+from nitrogen_jax.sim_bridge.env import GamepadEnv, make_env
 from nitrogen_jax.sim_bridge.play import actions_per_chunk
 from nitrogen_jax.sim_bridge.tasks import Progress, Task
 
@@ -54,7 +54,7 @@ def rollout(env: GamepadEnv, task: Task, agent, index: int, execute: int | None 
     while True:
         chunk = agent.act(obs[None])[0]
         for i in range(k):
-            obs, reward, terminated, truncated, info = env.step(frame_of(chunk, i))
+            obs, reward, terminated, truncated, info = env.step(chunk[i])
             frame += 1
             total += reward
             holds = task.success(Progress(frame, total, info, env.ram(), start_info, start_ram))

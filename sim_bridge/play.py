@@ -11,7 +11,7 @@ import time
 
 from tqdm import tqdm
 
-from nitrogen_jax.sim_bridge.env import GamepadEnv, frame_of
+from nitrogen_jax.sim_bridge.env import GamepadEnv
 from nitrogen_jax.sim_bridge.recorder import SessionRecorder
 
 
@@ -54,7 +54,7 @@ def play(env: GamepadEnv, agent, num_frames: int, execute: int | None = None, re
             for i in range(min(k, num_frames - result.frames)):
                 if recorder is not None:
                     recorder.add(env.render(), chunk, i)
-                obs, reward, terminated, truncated, _ = env.step(frame_of(chunk, i))
+                obs, reward, terminated, truncated, _ = env.step(chunk[i])
                 result.frames += 1
                 result.total_reward += reward
                 bar.update(1)

@@ -16,7 +16,6 @@ import numpy as np
 
 from nitrogen_jax.actions import Gamepad
 from nitrogen_jax.data.layout import write_chunks
-from nitrogen_jax.sim_bridge.env import frame_of
 from nitrogen_jax.sim_bridge.visualize import draw_chunk
 
 
@@ -57,7 +56,7 @@ class SessionRecorder:
             if self._actions_video is None:
                 self._actions_video = _writer(self.actions_video_path, self.fps, canvas.shape[:2])
             self._actions_video.write(np.ascontiguousarray(canvas[:, :, ::-1]))
-        self._pads.append(frame_of(chunk, index))
+        self._pads.append(chunk[index])
 
     def close(self) -> list[Path]:
         """Finish the videos and write the label chunks; returns the chunk folders."""

@@ -185,3 +185,11 @@ def test_remat_gives_the_same_gradients():
     grads = [jax.grad(lambda p: flow_matching_loss(NitroGenModel(cfg, remat=r), p, frames, actions, jnp.ones_like(actions),
                                                    jax.random.key(1)))(params) for r in (False, True)]
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), *grads)
+
+
+def test_gamepad_indexing_gives_one_frame_pads():
+    pad = Gamepad(np.eye(3, 17, dtype=bool), np.zeros((3, 2)), np.ones((3, 2)))
+    assert len(pad[1]) == 1 and pad[1].pressed(0) == ["dpad_down"]
+    assert pad[-1].pressed(0) == ["dpad_left"] and len(pad[0:2]) == 2
+    with pytest.raises(IndexError):
+        pad[3]

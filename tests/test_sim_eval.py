@@ -7,7 +7,7 @@ import pytest
 
 from nitrogen_jax.actions import STANDARD_BUTTONS, Gamepad
 from nitrogen_jax.cli import main
-from nitrogen_jax.sim_bridge.env import frame_of, make_env
+from nitrogen_jax.sim_bridge.env import make_env
 from nitrogen_jax.sim_bridge.evaluate import rollout, start_rollout, wilson
 from nitrogen_jax.sim_bridge.tasks import CATEGORIES, TASKS, TASKS_BY_NAME, StartState, select_tasks
 
@@ -64,7 +64,7 @@ def test_survive_tasks_fail_when_the_predicate_breaks():
 def test_start_from_a_saved_emulator_state(tmp_path):
     with make_env("ale:Freeway") as env:
         env.reset(seed=0)
-        up = frame_of(Scripted(("dpad_up",)).act([None])[0], 0)
+        up = Scripted(("dpad_up",)).act([None])[0][0]
         for _ in range(60):
             env.step(up)
         saved_ram = env.ram().copy()
