@@ -1,7 +1,6 @@
 """Checkpoints end to end through `nitrogen-jax train` on a real (Atari sample) TFRecord dataset:
 SIGKILL + resume gives bitwise the same losses, SIGTERM saves and exits cleanly, a half-written checkpoint is
 passed over, the EMA export loads as a Policy, fine-tuning starts from it, and bad input gets clear errors."""
-import os
 import shutil
 import signal
 import subprocess
@@ -14,32 +13,31 @@ import orbax.checkpoint as ocp
 import pytest
 
 from nitrogen_jax.cli import main
-from nitrogen_jax.data.sample_data import make_sample_shards
 from nitrogen_jax.policy import Policy
 from nitrogen_jax.train.checkpoint import CheckpointStore
 from nitrogen_jax.train.metrics import by_step, read_jsonl
+from tests.train_support import session_shards, subprocess_env
 
 STEPS, SAVE_EVERY = 24, 6
 
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
-    return make_sample_shards(tmp_path_factory.mktemp("sample"), action_horizon=18)
+    return session_shards(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    # Two simulated devices (params split over fsdp); one compilation cache shared by the runs, so only the first
-    # compiles (the resumed runs must run the very same executable anyway).
-    return {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-            "JAX_COMPILATION_CACHE_DIR": str(tmp_path_factory.mktemp("jax_cache")),
-            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+    # One device, and the session's compilation cache: the runs here and the fine-tune notebook's share one train
+    # step, compiled once (resumed runs must run the very same executable anyway). Sharded checkpoints across
+    # processes are tested in test_train_multihost.py.
+    return subprocess_env(tmp_path_factory, devices=1)
 
 
 def train_args(shards, out, command="train", steps=STEPS):
     return [command, "--dataset", str(shards), "--output", str(out), "--steps", str(steps), "--batch-size", "4",
-            "--save-every", str(SAVE_EVERY), "--warmup", "2", "--lr", "1e-3", "--mesh", "1,2",
-            "--fsdp-min-size", "256", "--no-progress"] + (["--preset", "tiny"] if command == "train" else [])
+            "--save-every", str(SAVE_EVERY), "--warmup", "2", "--lr", "1e-3", "--mesh", "1",
+            "--no-progress"] + (["--preset", "tiny"] if command == "train" else [])
 
 
 def start(args, env) -> subprocess.Popen:
