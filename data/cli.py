@@ -43,6 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=240, help="labelled frames per game")
     p.add_argument("--horizon", type=int, default=_DEFAULTS.action_horizon)
     p.add_argument("--layout", default=_DEFAULTS.layout)
+    p.add_argument("--games", default="ms_pacman,breakout",
+                   help="comma-separated Atari games from ale-py's ROMs (ms_pacman, breakout, pong, space_invaders)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the scripted play")
     p.set_defaults(func=_sample_data)
 
 
@@ -99,6 +102,7 @@ def _check_shards(args) -> int:
 def _sample_data(args) -> int:
     from nitrogen_jax.data.sample_data import make_sample_shards
 
-    shards = make_sample_shards(args.out, num_frames=args.frames, action_horizon=args.horizon, layout=args.layout)
+    shards = make_sample_shards(args.out, num_frames=args.frames, action_horizon=args.horizon, layout=args.layout,
+                                seed=args.seed, games=tuple(g.strip() for g in args.games.split(",") if g.strip()))
     print(f"wrote sample videos, labels and shards under {args.out} (shards: {shards})")
     return 0

@@ -111,6 +111,9 @@ def make_sample_dataset(root: str | Path, *, games: tuple[str, ...] = ("ms_pacma
 
     chunk_size is smaller than the public 1200 rows so that a few hundred frames still span several chunks.
     """
+    unknown = [g for g in games if g not in ROM_NAMES]
+    if unknown or not games:
+        raise ValueError(f"unknown sample games {unknown or games}; expected some of {sorted(ROM_NAMES)}")
     root = Path(root)
     labels_dir, videos_dir = root / "labels", root / "videos"
     ids = []
