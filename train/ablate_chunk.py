@@ -8,8 +8,9 @@ Same budget: every horizon trains the same steps x batch on the same shuffled re
 length differs. Validation loss averages over the chunk, so a longer horizon also predicts further ahead: read the
 loss together with the smoothness, not as a ranking on its own. Smoothness is measured on chunks sampled by the EMA
 policy from validation frames (fixed noise): mean |stick(t+1) - stick(t)| and the rate of button flips between
-consecutive steps, beside the same measures of the ground-truth chunks. Shards must hold at least the longest
-horizon (preprocess with --horizon 32). Task success needs the evaluation harness and is not measured here.
+consecutive steps, beside the same measures of the ground-truth chunks. Task success: each policy plays the
+evaluation harness's tasks (`--tasks`, default the two games of the Atari sample) `--rollouts` times, frame-stepped,
+executing whole chunks. Shards must hold at least the longest horizon (preprocess with --horizon 32).
 """
 from __future__ import annotations
 
@@ -74,8 +75,22 @@ def run(args) -> list[dict]:
         true_stick, true_flip = smoothness(truth, valid, model_config.layout)
         rows.append({"horizon": h, "val_loss": summary.last_metrics["val_loss"], "train_loss": summary.last_metrics["loss"],
                      "stick_delta": stick, "button_flip_rate": flip, "data_stick_delta": true_stick,
-                     "data_button_flip_rate": true_flip})
+                     "data_button_flip_rate": true_flip, **task_success(policy, args)})
     return rows
+
+
+def task_success(policy, args) -> dict:
+    """Success rate over the evaluation harness's tasks (all rollouts pooled), with its Wilson interval."""
+    if not args.rollouts:
+        return {}
+    from nitrogen_jax.sim_bridge.agent import PolicyAgent
+    from nitrogen_jax.sim_bridge.evaluate import evaluate, wilson
+    from nitrogen_jax.sim_bridge.tasks import select_tasks
+
+    results = evaluate(select_tasks(args.tasks), [PolicyAgent(policy, seed=args.seed)], args.rollouts,
+                       progress=not args.no_progress)
+    rate = wilson(sum(r.success for r in results), len(results))
+    return {"task_success": rate.rate, "task_success_low": rate.low, "task_success_high": rate.high}
 
 
 def table(rows: list[dict]) -> str:
@@ -93,7 +108,9 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     h = [r["horizon"] for r in rows]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    with_tasks = "task_success" in rows[0]
+    fig, axes = plt.subplots(1, 3 if with_tasks else 2, figsize=(15 if with_tasks else 10, 3.8))
+    a, b = axes[0], axes[1]
     a.plot(h, [r["val_loss"] for r in rows], "o-")
     a.set(xlabel="chunk length (action horizon)", ylabel="validation velocity loss (EMA)")
     b.plot(h, [r["stick_delta"] for r in rows], "o-", label="sampled: mean |Δ stick|")
@@ -103,7 +120,13 @@ def plot(rows: list[dict], path: Path) -> None:
     b.set(xlabel="chunk length (action horizon)", ylabel="per-step change (lower = smoother, log)")
     b.set_yscale("log")
     b.legend(fontsize=7)
-    for ax in (a, b):
+    if with_tasks:
+        c = axes[2]
+        rate = np.array([r["task_success"] for r in rows])
+        err = np.array([[r["task_success"] - r["task_success_low"], r["task_success_high"] - r["task_success"]] for r in rows]).T
+        c.errorbar(h, rate, yerr=err, fmt="o-", capsize=3)
+        c.set(xlabel="chunk length (action horizon)", ylabel="task success (95% Wilson)", ylim=(-0.02, 1.02))
+    for ax in axes:
         ax.set_xscale("log", base=2)
         ax.set_xticks(h, [str(x) for x in h])
         ax.minorticks_off()
@@ -123,6 +146,9 @@ def main(argv=None) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--val-batches", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tasks", default="breakout_break_brick,mspacman_eat_30",
+                   help="evaluation tasks (names, a category or 'all'; see nitrogen_jax.sim_bridge.tasks)")
+    p.add_argument("--rollouts", type=int, default=3, help="rollouts per task and horizon (0: no task success)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     rows = run(args)
