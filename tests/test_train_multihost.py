@@ -6,21 +6,10 @@ import socket
 import subprocess
 import sys
 
-import pytest
 
 from nitrogen_jax.policy import Policy
 from nitrogen_jax.train.metrics import by_step, read_jsonl
-from tests.train_support import session_shards, subprocess_env
-
-
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-    return session_shards(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    return subprocess_env(tmp_path_factory, devices=1)
+from tests.train_support import env, shards  # noqa: F401 (fixtures)
 
 
 def run_two_processes(shards, out, steps, env):

@@ -16,22 +16,9 @@ from nitrogen_jax.cli import main
 from nitrogen_jax.policy import Policy
 from nitrogen_jax.train.checkpoint import CheckpointStore
 from nitrogen_jax.train.metrics import by_step, read_jsonl
-from tests.train_support import session_shards, subprocess_env
+from tests.train_support import env, shards  # noqa: F401 (fixtures)
 
 STEPS, SAVE_EVERY = 24, 6
-
-
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-    return session_shards(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    # One device, and the session's compilation cache: the runs here and the fine-tune notebook's share one train
-    # step, compiled once (resumed runs must run the very same executable anyway). Sharded checkpoints across
-    # processes are tested in test_train_multihost.py.
-    return subprocess_env(tmp_path_factory, devices=1)
 
 
 def train_args(shards, out, command="train", steps=STEPS):
