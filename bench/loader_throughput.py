@@ -8,6 +8,7 @@ Beam pipeline on the DirectRunner.
 
     .venv/bin/python bench/loader_throughput.py [--frames 600] [--batch 32] [--workers 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,9 +45,9 @@ def main() -> None:
 
     flags.FLAGS.mark_as_parsed()
     from nitrogen_jax.data.augment import RandomGeometric, RandomPhotometric
+    from nitrogen_jax.data.layout import find_chunks, read_chunk
     from nitrogen_jax.data.loader import DecodeSample, TFRecordSource, make_loader
     from nitrogen_jax.data.pipeline import run_preprocess, video_map
-    from nitrogen_jax.data.layout import find_chunks, read_chunk
     from nitrogen_jax.data.preprocess import LabelChunk, PreprocessConfig, video_samples
     from nitrogen_jax.data.report import Report
     from nitrogen_jax.data.sample_data import make_sample_dataset
@@ -69,11 +70,22 @@ def main() -> None:
                 for _ in video_samples(vid, cs, vmap[vid], video_fps(vmap[vid]), cfg, Report()):
                     pass
 
-        rows.append(("preprocess: decode video, crop/mask/resize, JPEG, Example (per-video work)", *measure(per_video, n_frames)))
+        rows.append(
+            (
+                "preprocess: decode video, crop/mask/resize, JPEG, Example (per-video work)",
+                *measure(per_video, n_frames),
+            )
+        )
         shards = Path(tmp) / "shards"
         w0 = time.perf_counter()
         run_preprocess([ds.labels_dir], ds.videos_dir, shards, cfg)
-        rows.append(("preprocess: whole Beam pipeline, DirectRunner (wall, incl. startup)", n_frames / (time.perf_counter() - w0), float("nan")))
+        rows.append(
+            (
+                "preprocess: whole Beam pipeline, DirectRunner (wall, incl. startup)",
+                n_frames / (time.perf_counter() - w0),
+                float("nan"),
+            )
+        )
 
         src = TFRecordSource(shards)
         n = len(src)
@@ -84,10 +96,18 @@ def main() -> None:
         decoded = [decode.map(r) for r in records]
         rows.append(("loader: read record (pread + CRC32C)", *measure(lambda: [src[i] for i in range(n)], n)))
         rows.append(("loader: + parse Example + JPEG decode", *measure(lambda: [decode.map(r) for r in records], n)))
-        rows.append(("loader: augment only (rotate+crop warp, brightness/contrast LUT)",
-                     *measure(lambda: [photo.random_map(geo.random_map(d, rng), rng) for d in decoded], n)))
-        rows.append(("loader: read + decode + augment (one thread)",
-                     *measure(lambda: [photo.random_map(geo.random_map(decode.map(src[i]), rng), rng) for i in range(n)], n)))
+        rows.append(
+            (
+                "loader: augment only (rotate+crop warp, brightness/contrast LUT)",
+                *measure(lambda: [photo.random_map(geo.random_map(d, rng), rng) for d in decoded], n),
+            )
+        )
+        rows.append(
+            (
+                "loader: read + decode + augment (one thread)",
+                *measure(lambda: [photo.random_map(geo.random_map(decode.map(src[i]), rng), rng) for i in range(n)], n),
+            )
+        )
 
         def loader_rows(workers: int):
             it = make_loader(shards, batch_size=args.batch, seed=0, action_horizon=18, num_workers=workers)
@@ -96,16 +116,28 @@ def main() -> None:
             return it
 
         it = loader_rows(0)
-        rows.append((f"loader: make_loader, batch {args.batch}, in-process",
-                     *measure(lambda: [next(it) for _ in range(args.batches)], args.batches * args.batch)))
+        rows.append(
+            (
+                f"loader: make_loader, batch {args.batch}, in-process",
+                *measure(lambda: [next(it) for _ in range(args.batches)], args.batches * args.batch),
+            )
+        )
         if args.workers:
             it = loader_rows(args.workers)
             speed, _ = measure(lambda: [next(it) for _ in range(args.batches)], args.batches * args.batch)
-            rows.append((f"loader: make_loader, batch {args.batch}, {args.workers} worker processes (wall)", speed, float("nan")))
+            rows.append(
+                (
+                    f"loader: make_loader, batch {args.batch}, {args.workers} worker processes (wall)",
+                    speed,
+                    float("nan"),
+                )
+            )
             del it
 
     width = max(len(r[0]) for r in rows)
-    print(f"\nCPU: {os.cpu_count()} cores visible; sample dataset {n_frames} frames at 60 fps, shards of 256x256 JPEG q95")
+    print(
+        f"\nCPU: {os.cpu_count()} cores visible; sample dataset {n_frames} frames at 60 fps, shards of 256x256 JPEG q95"
+    )
     print(f"{'stage':<{width}}  {'samples/s':>10}  {'per core':>10}")
     print("-" * (width + 24))
     for name, wall, per_core in rows:

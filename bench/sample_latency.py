@@ -7,9 +7,11 @@ K/V. Both run in the same process on the same params, so their ratio is a like-f
     python bench/sample_latency.py                          # tiny on this machine
     python bench/sample_latency.py --presets nitrogen-500m --dtypes bfloat16 --batch-sizes 1   # on a GPU
 """
+
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 
@@ -24,7 +26,9 @@ from nitrogen_jax.model import NitroGenModel, normalize_frames
 def release_style_sampler(policy: Policy, num_steps: int):
     model, c = policy.model, policy.config
     vision = jax.jit(lambda p, f: model.apply({"params": p}, f, method=_vision_tokens))
-    step = jax.jit(lambda p, tokens, x, b: x + model.apply({"params": p}, tokens, x, b, method=_mix_and_velocity) / num_steps)
+    step = jax.jit(
+        lambda p, tokens, x, b: x + model.apply({"params": p}, tokens, x, b, method=_mix_and_velocity) / num_steps
+    )
 
     def sample(frames, noise):
         tokens = vision(policy.params, frames)
@@ -81,21 +85,27 @@ def main() -> None:
             for batch in map(int, args.batch_sizes.split(",")):
                 rng = np.random.default_rng(0)
                 frames = jax.device_put(rng.integers(0, 256, (batch, 256, 256, 3), dtype=np.uint8))
-                noise = jax.device_put(rng.normal(size=(batch, policy.config.action_horizon, policy.config.action_dim)).astype(np.float32))
-                first, times = timed(lambda: policy.sample(frames, noise=noise, num_steps=steps), args.repeats)
+                noise = jax.device_put(
+                    rng.normal(size=(batch, policy.config.action_horizon, policy.config.action_dim)).astype(np.float32)
+                )
+                first, times = timed(
+                    functools.partial(policy.sample, frames, noise=noise, num_steps=steps), args.repeats
+                )
                 ms = 1e3 * statistics.median(times)
                 p90 = 1e3 * float(np.percentile(times, 90))
                 compile_s = first - statistics.median(times)
                 baseline_ms, speedup = "-", "-"
                 if not args.no_baseline:
                     slow = release_style_sampler(policy, steps)
-                    _, slow_times = timed(lambda: slow(frames, noise), max(3, args.repeats // 4))
+                    _, slow_times = timed(functools.partial(slow, frames, noise), max(3, args.repeats // 4))
                     b_ms = 1e3 * statistics.median(slow_times)
                     baseline_ms, speedup = f"{b_ms:.2f}", f"{b_ms / ms:.2f}x"
-                rows.append((preset, dtype, batch, steps, f"{compile_s:.2f}", f"{ms:.2f}", f"{p90:.2f}", baseline_ms, speedup))
+                rows.append(
+                    (preset, dtype, batch, steps, f"{compile_s:.2f}", f"{ms:.2f}", f"{p90:.2f}", baseline_ms, speedup)
+                )
                 print("  ".join(map(str, rows[-1])), flush=True)
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    line = lambda r: "| " + " | ".join(str(x).rjust(w) for x, w in zip(r, widths)) + " |"  # noqa: E731
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
+    line = lambda r: "| " + " | ".join(str(x).rjust(w) for x, w in zip(r, widths, strict=False)) + " |"  # noqa: E731
     print("\n" + line(header) + "\n|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for r in rows:
         print(line(r))

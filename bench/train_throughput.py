@@ -7,6 +7,7 @@ Batches come from memory (no I/O), so this measures the train step alone. FLOPs 
 `nitrogen_jax.train.flops.train_flops_per_sample(config) * batch` (matmuls only, 3x forward; see that module).
 Memory per device is XLA's compiled-memory analysis: arguments (state + batch) + temporaries.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,11 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from nitrogen_jax.config import TransformerConfig, VisionConfig, get_config  # noqa: E402
-from nitrogen_jax.model import NitroGenModel  # noqa: E402
-from nitrogen_jax.policy import abstract_params, count_parameters  # noqa: E402
+from nitrogen_jax.model import (  # noqa: E402
+    NitroGenModel,  # noqa: E402
+    abstract_params,
+    count_parameters,
+)
 from nitrogen_jax.train.config import TrainConfig  # noqa: E402
 from nitrogen_jax.train.flops import peak_flops, train_flops_per_sample  # noqa: E402
 from nitrogen_jax.train.optimizer import learning_rate_schedule, make_optimizer, trainable_mask  # noqa: E402
@@ -33,7 +37,9 @@ MID = get_config("tiny").replace(
     vision=VisionConfig(width=192, depth=6, num_heads=3, mlp_dim=768),
     mixer=TransformerConfig(num_layers=2, num_heads=3, head_dim=64),
     dit=TransformerConfig(num_layers=4, num_heads=4, head_dim=64, dropout=0.2),
-    hidden_size=256, dit_output_dim=256)
+    hidden_size=256,
+    dit_output_dim=256,
+)
 
 
 def config_for(name: str, compute_dtype: str | None):
@@ -45,8 +51,9 @@ def measure(name: str, mesh_shape, batch_size: int, steps: int, compute_dtype: s
     cfg = config_for(name, compute_dtype)
     n_dev = int(np.prod([d for d in mesh_shape if d > 0])) if -1 not in mesh_shape else len(jax.devices())
     mesh = make_mesh(mesh_shape, jax.devices()[:n_dev])
-    tc = TrainConfig(batch_size=batch_size, warmup_steps=10, num_steps=1000, mesh_shape=tuple(mesh.shape.values()),
-                     remat=remat)
+    tc = TrainConfig(
+        batch_size=batch_size, warmup_steps=10, num_steps=1000, mesh_shape=tuple(mesh.shape.values()), remat=remat
+    )
     model = NitroGenModel(cfg, remat=remat)
     trainable = trainable_mask(abstract_params(cfg), ())
     tx = make_optimizer(tc, trainable)
@@ -54,9 +61,14 @@ def measure(name: str, mesh_shape, batch_size: int, steps: int, compute_dtype: s
     step = make_train_step(model, tx, tc, trainable, learning_rate_schedule(tc), mesh, shardings)
     rs = np.random.RandomState(0)
     h, a = cfg.action_horizon, cfg.action_dim
-    batch = place_batch({"frames": rs.randint(0, 256, (batch_size, 256, 256, 3), dtype=np.uint8),
-                         "actions": rs.rand(batch_size, h, a).astype(np.float32),
-                         "action_mask": np.ones((batch_size, h, a), np.float32)}, mesh)
+    batch = place_batch(
+        {
+            "frames": rs.randint(0, 256, (batch_size, 256, 256, 3), dtype=np.uint8),
+            "actions": rs.rand(batch_size, h, a).astype(np.float32),
+            "action_mask": np.ones((batch_size, h, a), np.float32),
+        },
+        mesh,
+    )
     t0 = time.perf_counter()
     compiled = step.lower(state, batch).compile()
     compile_s = time.perf_counter() - t0
@@ -72,9 +84,15 @@ def measure(name: str, mesh_shape, batch_size: int, steps: int, compute_dtype: s
     flops = train_flops_per_sample(cfg) * batch_size
     peak = peak_flops(jax.devices()[0])
     return {
-        "preset": name, "params_M": count_parameters(cfg)["total"] / 1e6, "mesh": "x".join(map(str, mesh.shape.values())),
-        "batch": batch_size, "dtype": cfg.compute_dtype, "step_ms": 1e3 * dt, "samples_s": batch_size / dt,
-        "gflop_step": flops / 1e9, "tflops_s": flops / dt / 1e12,
+        "preset": name,
+        "params_M": count_parameters(cfg)["total"] / 1e6,
+        "mesh": "x".join(map(str, mesh.shape.values())),
+        "batch": batch_size,
+        "dtype": cfg.compute_dtype,
+        "step_ms": 1e3 * dt,
+        "samples_s": batch_size / dt,
+        "gflop_step": flops / 1e9,
+        "tflops_s": flops / dt / 1e12,
         "mfu": f"{flops / dt / (peak * mesh.size):.1%}" if peak else "n/a",
         "mem_dev_MiB": (mem.argument_size_in_bytes + mem.temp_size_in_bytes) / 2**20 if mem else float("nan"),
         "compile_s": compile_s,
@@ -91,16 +109,24 @@ def main() -> None:
     p.add_argument("--remat", action="store_true")
     args = p.parse_args()
     dev = jax.devices()[0]
-    print(f"devices: {len(jax.devices())} x {dev.device_kind} ({dev.platform}); peak bf16 "
-          f"{peak_flops(dev) / 1e12 if peak_flops(dev) else 'unknown'} TFLOP/s per device")
-    rows = [measure(name, parse_mesh_shape(m), args.batch_size, args.steps, args.compute_dtype, args.remat)
-            for name in args.presets.split(",") for m in args.meshes.split(";")]
+    print(
+        f"devices: {len(jax.devices())} x {dev.device_kind} ({dev.platform}); peak bf16 "
+        f"{peak_flops(dev) / 1e12 if peak_flops(dev) else 'unknown'} TFLOP/s per device"
+    )
+    rows = [
+        measure(name, parse_mesh_shape(m), args.batch_size, args.steps, args.compute_dtype, args.remat)
+        for name in args.presets.split(",")
+        for m in args.meshes.split(";")
+    ]
     cols = list(rows[0])
-    fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)
+
+    def fmt(v):
+        return f"{v:.3g}" if isinstance(v, float) else str(v)
+
     widths = [max(len(c), *(len(fmt(r[c])) for r in rows)) for c in cols]
-    print("  ".join(c.rjust(w) for c, w in zip(cols, widths)))
+    print("  ".join(c.rjust(w) for c, w in zip(cols, widths, strict=False)))
     for r in rows:
-        print("  ".join(fmt(r[c]).rjust(w) for c, w in zip(cols, widths)))
+        print("  ".join(fmt(r[c]).rjust(w) for c, w in zip(cols, widths, strict=False)))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ pass costs about as much as the JPEG decode and the loader must feed 800 samples
 - `RandomGeometric`: rotation by +-5 degrees and a random crop (side 85-100%) scaled back to full size as one
   inverse affine warp.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,6 +49,7 @@ class RandomGeometric(grain.transforms.RandomMap):
         # OpenCV's vectorised bilinear warp covers 4-channel images only: via RGBA it gives the same pixels in
         # about half the time of the 3-channel path, conversions included (220 vs 405 us at 256x256 here).
         rgba = cv2.cvtColor(frame, cv2.COLOR_RGB2RGBA)
-        out = cv2.warpAffine(rgba, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                             borderMode=cv2.BORDER_REFLECT_101)
+        out = cv2.warpAffine(
+            rgba, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT_101
+        )
         return {**element, "frames": cv2.cvtColor(out, cv2.COLOR_RGBA2RGB)}

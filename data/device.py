@@ -4,6 +4,7 @@ On multi-host training every process loads its own share (`make_loader(shard_ind
 shard_count=jax.process_count())`); `global_batch` stitches the shares into arrays of global batch
 `batch_size * process_count`, split over the mesh axes named in the partition spec.
 """
+
 from __future__ import annotations
 
 import jax

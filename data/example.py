@@ -9,6 +9,7 @@ Features:
 
 A TensorFlow user reads these with `tf.io.parse_single_example` and the same names.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -50,11 +51,17 @@ def decode_sample(data: bytes) -> Sample:
     shape = tuple(f["action_shape"].int64_list.value)
     actions, mask = (_floats(f[k].float_list.value) for k in ("actions", "action_mask"))
     if len(shape) != 2 or actions.size != np.prod(shape) or mask.size != actions.size:
-        raise ValueError(f"example action_shape {shape} does not match {actions.size} actions / {mask.size} mask values")
+        raise ValueError(
+            f"example action_shape {shape} does not match {actions.size} actions / {mask.size} mask values"
+        )
     return Sample(
-        jpeg=f["frame"].bytes_list.value[0], actions=actions.reshape(shape), action_mask=mask.reshape(shape),
-        video_id=f["video_id"].bytes_list.value[0].decode(), label_row=f["label_row"].int64_list.value[0],
-        frame_index=f["frame_index"].int64_list.value[0])
+        jpeg=f["frame"].bytes_list.value[0],
+        actions=actions.reshape(shape),
+        action_mask=mask.reshape(shape),
+        video_id=f["video_id"].bytes_list.value[0].decode(),
+        label_row=f["label_row"].int64_list.value[0],
+        frame_index=f["frame_index"].int64_list.value[0],
+    )
 
 
 def _floats(values) -> np.ndarray:

@@ -12,6 +12,7 @@ Boxes come in the two forms seen in released metadata: a dict `{xtl, ytl, xbr, y
 `[x, y, w, h]`; values all in [0, 1] are fractions of the frame, otherwise pixels. `box_pixels` turns either into
 pixel corners once the frame size is known.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,8 +21,9 @@ import json
 import math
 import re
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -67,13 +69,18 @@ class ChunkMetadata:
             original["fps"] = self.video_fps
         out = {k: v for k, v in self.extra.items() if k != "original_video"}
         out.update(
-            original_video=original, chunk_size=self.chunk_size, game=self.game, label_fps=self.label_fps,
-            bbox_controller_overlay=self.bbox_controller_overlay, bbox_game_area=self.bbox_game_area,
-            bbox_others=list(self.bbox_others))
+            original_video=original,
+            chunk_size=self.chunk_size,
+            game=self.game,
+            label_fps=self.label_fps,
+            bbox_controller_overlay=self.bbox_controller_overlay,
+            bbox_game_area=self.bbox_game_area,
+            bbox_others=list(self.bbox_others),
+        )
         return out
 
     @classmethod
-    def from_json(cls, raw: dict, source: str) -> "ChunkMetadata":
+    def from_json(cls, raw: dict, source: str) -> ChunkMetadata:
         def need(d, key, kind, where):
             if not isinstance(d, dict) or key not in d:
                 raise LabelError(f"{source}: metadata field {where} is missing")
@@ -96,11 +103,18 @@ class ChunkMetadata:
             _check_box(box, source)
         known = {"chunk_size", "game", "bbox_game_area", "bbox_controller_overlay", "bbox_others", "label_fps"}
         return cls(
-            video_url=str(original.get("url", "")), start_frame=int(start_frame), start_time=float(start_time),
-            chunk_size=chunk_size, game=str(raw.get("game", "")), bbox_game_area=raw.get("bbox_game_area"),
-            bbox_controller_overlay=raw.get("bbox_controller_overlay"), bbox_others=tuple(others),
-            label_fps=float(raw.get("label_fps", LABEL_FPS)), video_fps=video_fps,
-            extra={k: v for k, v in raw.items() if k not in known})
+            video_url=str(original.get("url", "")),
+            start_frame=int(start_frame),
+            start_time=float(start_time),
+            chunk_size=chunk_size,
+            game=str(raw.get("game", "")),
+            bbox_game_area=raw.get("bbox_game_area"),
+            bbox_controller_overlay=raw.get("bbox_controller_overlay"),
+            bbox_others=tuple(others),
+            label_fps=float(raw.get("label_fps", LABEL_FPS)),
+            video_fps=video_fps,
+            extra={k: v for k, v in raw.items() if k not in known},
+        )
 
 
 def _check_box(box, source: str) -> None:
@@ -171,13 +185,23 @@ def write_chunks(
         hi = min(lo + chunk_size, len(gamepad))
         frame = start_frame + round(lo * video_fps / fps)
         meta = ChunkMetadata(
-            video_url=video_url, start_frame=int(frame), start_time=frame / video_fps, chunk_size=chunk_size,
-            game=game, bbox_game_area=FULL_FRAME if bbox_game_area is None else bbox_game_area,
-            bbox_controller_overlay=bbox_controller_overlay, bbox_others=tuple(bbox_others), label_fps=float(fps),
-            video_fps=video_fps, extra=extra)
+            video_url=video_url,
+            start_frame=int(frame),
+            start_time=frame / video_fps,
+            chunk_size=chunk_size,
+            game=game,
+            bbox_game_area=FULL_FRAME if bbox_game_area is None else bbox_game_area,
+            bbox_controller_overlay=bbox_controller_overlay,
+            bbox_others=tuple(bbox_others),
+            label_fps=float(fps),
+            video_fps=video_fps,
+            extra=extra,
+        )
         chunk_dir = Path(out_dir) / video_id / f"{video_id}_chunk_{k:04d}"
         chunk_dir.mkdir(parents=True, exist_ok=True)
-        _write_parquet(chunk_dir / LABELS_FILE, Gamepad(gamepad.buttons[lo:hi], gamepad.j_left[lo:hi], gamepad.j_right[lo:hi]))
+        _write_parquet(
+            chunk_dir / LABELS_FILE, Gamepad(gamepad.buttons[lo:hi], gamepad.j_left[lo:hi], gamepad.j_right[lo:hi])
+        )
         (chunk_dir / METADATA_FILE).write_text(json.dumps(meta.to_json(), indent=2))
         dirs.append(chunk_dir)
     return dirs
@@ -322,7 +346,8 @@ def _stick_column(col, name: str, n: int, source: str) -> np.ndarray:
 
     t = col.type
     if not (pa.types.is_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t)) or not (
-            pa.types.is_floating(t.value_type) or pa.types.is_integer(t.value_type)):
+        pa.types.is_floating(t.value_type) or pa.types.is_integer(t.value_type)
+    ):
         raise LabelError(f"{source}: column {name!r} has type {t}, expected a list of 2 floats [x, y]")
     if col.null_count:
         raise LabelError(f"{source}: column {name!r} has {col.null_count} null rows")

@@ -10,6 +10,7 @@ per-process shard for multi-host training; decoding and augmentation are Grain t
 processes with prefetch. Records that fail their CRC are logged (file and offset), counted and dropped, or
 raise when `strict`.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -25,7 +26,7 @@ import numpy as np
 
 from nitrogen_jax.data.augment import RandomGeometric, RandomPhotometric
 from nitrogen_jax.data.example import decode_sample
-from nitrogen_jax.data.tfrecord import HEADER, FOOTER, RecordError, read_index, read_record
+from nitrogen_jax.data.tfrecord import FOOTER, HEADER, RecordError, read_index, read_record
 
 log = logging.getLogger(__name__)
 BATCH_KEYS = ("frames", "actions", "action_mask")
@@ -40,7 +41,9 @@ class TFRecordSource(grain.sources.RandomAccessDataSource):
     """
 
     def __init__(self, shards: str | Path | list, strict: bool = False):
-        paths = sorted(Path(shards).glob("*.tfrecord")) if isinstance(shards, (str, Path)) else [Path(p) for p in shards]
+        paths = (
+            sorted(Path(shards).glob("*.tfrecord")) if isinstance(shards, (str, Path)) else [Path(p) for p in shards]
+        )
         if not paths:
             raise FileNotFoundError(f"no *.tfrecord shards in {shards}")
         self.strict = strict
@@ -57,22 +60,26 @@ class TFRecordSource(grain.sources.RandomAccessDataSource):
         self._starts = starts
         self.corrupt_records = 0
         self._fds: dict[int, int] = {}
-        self._pid = None
+        self._pid: int | None = None
 
     def _checked_index(self, path: Path) -> np.ndarray | None:
         """The shard's index, cut to the records that lie wholly inside the file; None for an unusable shard."""
         try:
             index = read_index(path)
         except RecordError as e:
-            return self._problem(str(e))
+            self._problem(str(e))
+            return None
         if not len(index):
-            return self._problem(f"{path}: empty shard (0 records)")
+            self._problem(f"{path}: empty shard (0 records)")
+            return None
         size = path.stat().st_size
         inside = index[:, 0] + index[:, 1] + HEADER + FOOTER <= size
         fit = len(index) if inside.all() else int(np.argmin(inside))
         if fit < len(index):
-            self._problem(f"{path}: truncated: {size} bytes hold {fit} of the {len(index)} indexed records "
-                          f"(first missing at offset {int(index[fit, 0])}); {len(index) - fit} records left out")
+            self._problem(
+                f"{path}: truncated: {size} bytes hold {fit} of the {len(index)} indexed records "
+                f"(first missing at offset {int(index[fit, 0])}); {len(index) - fit} records left out"
+            )
             return index[:fit] if fit else None
         return index
 
@@ -126,8 +133,9 @@ class EpochShuffleSampler:
     state (the next index) resumes it exactly.
     """
 
-    def __init__(self, num_records: int, *, shard_index: int, shard_count: int, shuffle: bool, num_epochs: int | None,
-                 seed: int):
+    def __init__(
+        self, num_records: int, *, shard_index: int, shard_count: int, shuffle: bool, num_epochs: int | None, seed: int
+    ):
         if not 0 <= shard_index < shard_count:
             raise ValueError(f"shard_index {shard_index} is not in [0, shard_count={shard_count})")
         per_shard = num_records // shard_count
@@ -136,15 +144,22 @@ class EpochShuffleSampler:
         self.shard_options = grain.sharding.ShardOptions(shard_index, shard_count, drop_remainder=True)
         self._first, self._count = shard_index * per_shard, per_shard
         self._shuffle, self._num_epochs, self._seed = shuffle, num_epochs, seed
-        self._epoch, self._order = -1, None
+        self._epoch = -1
+        self._order: np.ndarray | None = None
 
     def __repr__(self) -> str:  # Grain checks a restored iterator's sampler by its repr
         o = self.shard_options
-        return (f"EpochShuffleSampler(records={self._first}+{self._count}, shard={o.shard_index}/{o.shard_count}, "
-                f"shuffle={self._shuffle}, num_epochs={self._num_epochs}, seed={self._seed})")
+        return (
+            f"EpochShuffleSampler(records={self._first}+{self._count}, shard={o.shard_index}/{o.shard_count}, "
+            f"shuffle={self._shuffle}, num_epochs={self._num_epochs}, seed={self._seed})"
+        )
 
     def __len__(self) -> int:
-        epochs = self._num_epochs if self._num_epochs is not None else sys.maxsize // (self._count * self.shard_options.shard_count)
+        epochs = (
+            self._num_epochs
+            if self._num_epochs is not None
+            else sys.maxsize // (self._count * self.shard_options.shard_count)
+        )
         return epochs * self._count * self.shard_options.shard_count
 
     def _permutation(self, epoch: int) -> np.ndarray:
@@ -152,6 +167,7 @@ class EpochShuffleSampler:
             rng = np.random.default_rng([self._seed, epoch])
             self._order = rng.permutation(self._count) if self._shuffle else np.arange(self._count)
             self._epoch = epoch
+        assert self._order is not None
         return self._order
 
     def __getitem__(self, index: int) -> grain.RecordMetadata:
@@ -159,7 +175,9 @@ class EpochShuffleSampler:
             raise IndexError(f"sampler index {index} is outside [0, {len(self)})")
         epoch, position = divmod(index // self.shard_options.shard_count, self._count)
         key = self._first + int(self._permutation(epoch)[position])
-        return grain.RecordMetadata(index=index, record_key=key, rng=np.random.Generator(np.random.Philox(key=self._seed + index)))
+        return grain.RecordMetadata(
+            index=index, record_key=key, rng=np.random.Generator(np.random.Philox(key=self._seed + index))
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,20 +210,37 @@ class DecodeSample(grain.transforms.Map):
         _opencv_single_threaded()
         s = decode_sample(record)
         if s.actions.shape[0] < self.action_horizon:
-            raise ValueError(f"record of {s.video_id} row {s.label_row} holds {s.actions.shape[0]} action steps, "
-                             f"the loader asks for {self.action_horizon}: preprocess with a longer --horizon")
+            raise ValueError(
+                f"record of {s.video_id} row {s.label_row} holds {s.actions.shape[0]} action steps, "
+                f"the loader asks for {self.action_horizon}: preprocess with a longer --horizon"
+            )
         frame = cv2.imdecode(np.frombuffer(s.jpeg, np.uint8), cv2.IMREAD_COLOR_RGB)
         if frame is None or frame.shape != (self.image_size, self.image_size, 3):
-            raise ValueError(f"record of {s.video_id} row {s.label_row}: frame is not a "
-                             f"{self.image_size}x{self.image_size} RGB JPEG ({None if frame is None else frame.shape})")
+            raise ValueError(
+                f"record of {s.video_id} row {s.label_row}: frame is not a "
+                f"{self.image_size}x{self.image_size} RGB JPEG ({None if frame is None else frame.shape})"
+            )
         h = self.action_horizon
         return {"frames": frame, "actions": s.actions[:h], "action_mask": s.action_mask[:h]}
 
 
-def make_loader(shards_dir: str | Path, *, batch_size: int, seed: int, action_horizon: int, shard_index: int = 0,
-                shard_count: int = 1, augment: bool = True, num_workers: int = 0, num_epochs: int | None = None,
-                shuffle: bool = True, strict: bool = False, worker_buffer_size: int = 2, image_size: int = 256,
-                read_threads: int = 0):
+def make_loader(
+    shards_dir: str | Path,
+    *,
+    batch_size: int,
+    seed: int,
+    action_horizon: int,
+    shard_index: int = 0,
+    shard_count: int = 1,
+    augment: bool = True,
+    num_workers: int = 0,
+    num_epochs: int | None = None,
+    shuffle: bool = True,
+    strict: bool = False,
+    worker_buffer_size: int = 2,
+    image_size: int = 256,
+    read_threads: int = 0,
+):
     """An iterator of training batches with get_state()/set_state() (see module docstring).
 
     shard_index/shard_count: this process's share of the records (pass jax.process_index()/process_count()
@@ -218,15 +253,20 @@ def make_loader(shards_dir: str | Path, *, batch_size: int, seed: int, action_ho
     raise it for high-latency storage (network mounts).
     """
     source = TFRecordSource(shards_dir, strict=strict)
-    sampler = EpochShuffleSampler(len(source), shard_index=shard_index, shard_count=shard_count, shuffle=shuffle,
-                                  num_epochs=num_epochs, seed=seed)
+    sampler = EpochShuffleSampler(
+        len(source), shard_index=shard_index, shard_count=shard_count, shuffle=shuffle, num_epochs=num_epochs, seed=seed
+    )
     ops = [DropCorrupt(), DecodeSample(action_horizon, image_size)]
     if augment:
         ops += [RandomGeometric(), RandomPhotometric()]
     ops.append(grain.transforms.Batch(batch_size, drop_remainder=True))
-    loader = grain.DataLoader(data_source=source, sampler=sampler, operations=ops, worker_count=num_workers,
-                              shard_options=sampler.shard_options,
-                              worker_buffer_size=worker_buffer_size,
-                              read_options=grain.ReadOptions(num_threads=read_threads,
-                                                             prefetch_buffer_size=16 if read_threads else 0))
+    loader = grain.DataLoader(
+        data_source=source,
+        sampler=sampler,
+        operations=ops,
+        worker_count=num_workers,
+        shard_options=sampler.shard_options,
+        worker_buffer_size=worker_buffer_size,
+        read_options=grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=16 if read_threads else 0),
+    )
     return iter(loader)

@@ -8,8 +8,10 @@ chunks (kilobytes) and reports are grouped. Locally it runs on Beam's DirectRunn
 Dataflow, Flink or Spark by passing their pipeline options (README, section Data). Inputs and outputs are
 file-system paths, so remote workers need them on a shared mount (Filestore, gcsfuse, NFS).
 """
+
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tarfile
@@ -97,18 +99,20 @@ class WriteVideoShards(beam.DoFn):
             report.count("chunks_of_skipped_videos", len(chunks))
             return
         samples = video_samples(video_id, chunks, path, fps, cfg, report)
-        part, writer, stream = 0, None, None
-        for data in samples:
-            if writer is None:
-                name = shard_name(video_id, part)
-                stream = open(os.path.join(self.out_dir, name + ".tmp"), "wb")
-                writer = TFRecordWriter(stream)
-            writer.write(data)
-            if len(writer.index) == cfg.records_per_shard:
+        part = 0
+        with contextlib.ExitStack() as open_shard:  # a video failing mid-shard leaves no open stream behind
+            writer, name, stream = None, "", None
+            for data in samples:
+                if writer is None:
+                    name = shard_name(video_id, part)
+                    stream = open_shard.enter_context(open(os.path.join(self.out_dir, name + ".tmp"), "wb"))
+                    writer = TFRecordWriter(stream)
+                writer.write(data)
+                if len(writer.index) == cfg.records_per_shard:
+                    self._finish(name, stream, writer, report)
+                    part, writer = part + 1, None
+            if writer is not None:
                 self._finish(name, stream, writer, report)
-                part, writer = part + 1, None
-        if writer is not None:
-            self._finish(name, stream, writer, report)
 
     def _finish(self, name: str, stream, writer: TFRecordWriter, report: Report) -> None:
         """Index first, then the shard renamed into place, so a listed shard always has its index."""
@@ -149,7 +153,9 @@ def manifest(report: Report, cfg: PreprocessConfig, inputs: dict) -> dict:
         "counts": dict(sorted(c.items())),
         "kept_fraction": round(c.get("label_rows_kept", 0) / rows, 6) if rows else 0.0,
         "shards": sorted(report.shards, key=lambda s: s["file"]),
-        "action_stats": report.action_stats(tuple(layout.button_names) + ("j_left_x", "j_left_y", "j_right_x", "j_right_y")),
+        "action_stats": report.action_stats(
+            tuple(layout.button_names) + ("j_left_x", "j_left_y", "j_right_x", "j_right_y")
+        ),
         "skipped": sorted(report.skipped, key=lambda s: (s["kind"], s["input"])),
     }
 
@@ -160,9 +166,15 @@ def write_manifest(report: Report, out_dir: str, cfg: PreprocessConfig, inputs: 
     return m
 
 
-def run_preprocess(labels: list[str | Path], videos: str | Path | dict, out_dir: str | Path,
-                   cfg: PreprocessConfig = PreprocessConfig(), beam_args: list[str] | None = None) -> dict:
+def run_preprocess(
+    labels: list[str | Path],
+    videos: str | Path | dict,
+    out_dir: str | Path,
+    cfg: PreprocessConfig | None = None,
+    beam_args: list[str] | None = None,
+) -> dict:
     """Run the pipeline (DirectRunner unless `beam_args` say otherwise); returns the manifest it wrote."""
+    cfg = cfg or PreprocessConfig()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     vmap = videos if isinstance(videos, dict) else video_map(videos)
@@ -172,11 +184,13 @@ def run_preprocess(labels: list[str | Path], videos: str | Path | dict, out_dir:
         raise FileNotFoundError(f"no label chunks (<video_id>/<video_id>_chunk_NNNN/metadata.json) under {labels}")
     options = PipelineOptions(beam_args or ["--runner=DirectRunner"])
     with beam.Pipeline(options=options) as p:
-        _ = (p
-             | "ListChunks" >> beam.Create(refs)
-             | "ReadLabels" >> beam.Map(read_label_chunk, cfg.strict)
-             | "ByVideo" >> beam.GroupByKey()
-             | "WriteShards" >> beam.ParDo(WriteVideoShards(str(out_dir), vmap, cfg))
-             | "Merge" >> beam.CombineGlobally(MergeReports())
-             | "Manifest" >> beam.Map(lambda r: write_manifest(r.merge(listing), str(out_dir), cfg, inputs)))
+        _ = (
+            p
+            | "ListChunks" >> beam.Create(refs)
+            | "ReadLabels" >> beam.Map(read_label_chunk, cfg.strict)
+            | "ByVideo" >> beam.GroupByKey()
+            | "WriteShards" >> beam.ParDo(WriteVideoShards(str(out_dir), vmap, cfg))
+            | "Merge" >> beam.CombineGlobally(MergeReports())
+            | "Manifest" >> beam.Map(lambda r: write_manifest(r.merge(listing), str(out_dir), cfg, inputs))
+        )
     return json.loads((out_dir / MANIFEST).read_text())

@@ -5,11 +5,12 @@ own. A video's chunks are laid on one label timeline (rows at the labels' 60 fps
 action chunk that runs past the end of a label chunk continues into the next one; steps past the data or in a
 gap between chunks get action mask 0.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import zlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -23,28 +24,33 @@ from nitrogen_jax.data.video import VideoError, read_frames
 
 @dataclasses.dataclass(frozen=True)
 class PreprocessConfig:
-    """What a training sample is made of.
-
-    action_horizon/action_fps: H action steps at the model's action rate (the release: 18 at 60 Hz; the seed
-    layout: 16 at 30 Hz), resampled from the labels by taking the row at each step's time.
-    action_shift: action steps between the frame and the first step of its chunk.
-    frame_stride: take every k-th label row as a training frame.
-    density_*: drop windows of `density_window_s` seconds where under `density_threshold` of the labelled rows
-    have any button pressed or a stick beyond `stick_deadzone` (threshold 0 disables the filter).
-    """
+    """What a training sample is made of: a frame and the action chunk that follows it, in a model's layout."""
 
     layout: str = "release"
+    """Action layout of the targets (release, seed)."""
     action_horizon: int = 18
+    """Action steps per sample (the release: 18 at 60 Hz; the seed layout: 16 at 30 Hz)."""
     action_fps: float = 60.0
+    """The model's action rate in Hz; labels are resampled to it by taking the row at each step's time."""
     action_shift: int = 0
+    """Action steps between the frame and the first step of its chunk."""
     frame_stride: int = 1
+    """Take every k-th label row as a training frame."""
     image_size: int = 256
+    """Side of the square training frames."""
     jpeg_quality: int = 95
+    """JPEG quality of the stored frames."""
     density_window_s: float = 30.0
+    """Seconds per action-density window."""
     density_threshold: float = 0.5
+    """Drop windows where fewer label rows than this fraction have a button pressed or a stick beyond
+    stick_deadzone (0 disables the filter)."""
     stick_deadzone: float = 0.05
+    """Stick deflection that counts as active for the density filter."""
     records_per_shard: int = 4096
+    """Records per TFRecord shard."""
     strict: bool = False
+    """Fail on the first bad input instead of skipping and counting it."""
 
     def __post_init__(self):
         get_layout(self.layout)
@@ -89,15 +95,23 @@ def build_timeline(chunks: list[LabelChunk], video_fps: float, report: Report, s
     for c in chunks:
         lo = round(c.meta.start_time * label_fps) - base
         hi = lo + len(c.gamepad)
-        problem = (f"label rate {c.meta.label_fps} differs from the video's other chunks ({label_fps})"
-                   if c.meta.label_fps != label_fps else
-                   f"overlaps an earlier chunk of the same video on label rows {lo}..{hi}" if valid[lo:hi].any() else None)
+        problem = (
+            f"label rate {c.meta.label_fps} differs from the video's other chunks ({label_fps})"
+            if c.meta.label_fps != label_fps
+            else f"overlaps an earlier chunk of the same video on label rows {lo}..{hi}"
+            if valid[lo:hi].any()
+            else None
+        )
         if problem:
             if strict:
                 raise LabelError(f"{c.name}: {problem}")
             report.skip(c.name, problem, key="chunks_skipped")
             continue
-        pad.buttons[lo:hi], pad.j_left[lo:hi], pad.j_right[lo:hi] = c.gamepad.buttons, c.gamepad.j_left, c.gamepad.j_right
+        pad.buttons[lo:hi], pad.j_left[lo:hi], pad.j_right[lo:hi] = (
+            c.gamepad.buttons,
+            c.gamepad.j_left,
+            c.gamepad.j_right,
+        )
         valid[lo:hi] = True
         rows = np.arange(len(c.gamepad))
         frame_index[lo:hi] = c.meta.start_frame + np.floor(rows * video_fps / label_fps + 1e-6).astype(np.int64)
@@ -120,9 +134,9 @@ def density_keep(tl: Timeline, cfg: PreprocessConfig) -> np.ndarray:
     window = max(1, round(cfg.density_window_s * tl.label_fps))
     active = active_rows(tl.gamepad, cfg.stick_deadzone) & tl.valid
     for lo in range(0, len(keep), window):
-        labelled = tl.valid[lo:lo + window].sum()
-        if labelled and active[lo:lo + window].sum() < cfg.density_threshold * labelled:
-            keep[lo:lo + window] = False
+        labelled = tl.valid[lo : lo + window].sum()
+        if labelled and active[lo : lo + window].sum() < cfg.density_threshold * labelled:
+            keep[lo : lo + window] = False
     return keep
 
 
@@ -169,8 +183,9 @@ def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
     return buf.tobytes()
 
 
-def video_samples(video_id: str, chunks: list[LabelChunk], video_path: str, video_fps: float,
-                  cfg: PreprocessConfig, report: Report) -> Iterator[bytes]:
+def video_samples(
+    video_id: str, chunks: list[LabelChunk], video_path: str, video_fps: float, cfg: PreprocessConfig, report: Report
+) -> Iterator[bytes]:
     """Serialized Examples for one video, in timeline order; counts everything it drops in `report`."""
     tl = build_timeline(chunks, video_fps, report, cfg.strict)
     report.count("chunks", len(tl.chunks))
@@ -213,4 +228,3 @@ def shard_name(video_id: str, part: int) -> str:
     if safe != video_id:
         safe += f"_{zlib.crc32(video_id.encode()):08x}"
     return f"{safe}-{part:05d}.tfrecord"
-

@@ -3,10 +3,12 @@
 Every dropped input or sample is counted under a named key and, for inputs, listed with its reason, so the
 manifest accounts for everything that went in.
 """
+
 from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from typing import Any
 
 import numpy as np
 
@@ -16,10 +18,12 @@ class Report:
     counts: Counter = dataclasses.field(default_factory=Counter)
     skipped: list = dataclasses.field(default_factory=list)  # {"input", "reason", "count"}
     shards: list = dataclasses.field(default_factory=list)  # {"file", "records"}
-    action_sum: np.ndarray | None = None  # float64 [A]: sums over unmasked action steps
-    action_sumsq: np.ndarray | None = None
-    action_min: np.ndarray | None = None
-    action_max: np.ndarray | None = None
+    # float64 [A] each, from the first actions on (None before): sums, sums of squares, min and max over the
+    # unmasked action steps written
+    action_sum: Any = None
+    action_sumsq: Any = None
+    action_min: Any = None
+    action_max: Any = None
     action_steps: int = 0
 
     def count(self, key: str, n: int = 1) -> None:
@@ -44,7 +48,7 @@ class Report:
         self.action_max = np.maximum(self.action_max, a.max(0))
         self.action_steps += len(a)
 
-    def merge(self, other: "Report") -> "Report":
+    def merge(self, other: Report) -> Report:
         out = Report(self.counts + other.counts, self.skipped + other.skipped, self.shards + other.shards)
         parts = [r for r in (self, other) if r.action_sum is not None]
         if parts:
@@ -61,5 +65,7 @@ class Report:
             return {}
         mean = self.action_sum / self.action_steps
         std = np.sqrt(np.maximum(self.action_sumsq / self.action_steps - mean**2, 0))
-        return {n: {"mean": round(float(m), 6), "std": round(float(s), 6), "min": float(lo), "max": float(hi)}
-                for n, m, s, lo, hi in zip(names, mean, std, self.action_min, self.action_max)}
+        return {
+            n: {"mean": round(float(m), 6), "std": round(float(s), 6), "min": float(lo), "max": float(hi)}
+            for n, m, s, lo, hi in zip(names, mean, std, self.action_min, self.action_max, strict=False)
+        }

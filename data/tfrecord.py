@@ -8,12 +8,14 @@ with masked_crc(x) = ((crc32c(x) >> 15 | crc32c(x) << 17) + 0xa282ead8) mod 2^32
 `<name>.tfrecord` lies `<name>.tfrecord.index`: one little-endian uint64 pair (offset, data length) per record,
 so a reader fetches record i with a single `os.pread` and no scan.
 """
+
 from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 import google_crc32c
 import numpy as np
@@ -82,7 +84,9 @@ def read_index(shard: str | Path) -> np.ndarray:
     try:
         raw = ipath.read_bytes()
     except FileNotFoundError:
-        raise RecordError(f"{ipath}: index sidecar missing (rebuild it with `nitrogen-jax check-shards --rebuild-index`)") from None
+        raise RecordError(
+            f"{ipath}: index sidecar missing (rebuild it with `nitrogen-jax check-shards --rebuild-index`)"
+        ) from None
     if len(raw) % 16:
         raise RecordError(f"{ipath}: {len(raw)} bytes is not a whole number of (offset, length) uint64 pairs")
     return np.frombuffer(raw, dtype="<u8").reshape(-1, 2)
@@ -110,8 +114,10 @@ def check_record(buf: bytes, length: int, offset: int, name: str) -> bytes:
     if stored_len != length:
         raise RecordError(f"{name} @ offset {offset}: record length {stored_len} disagrees with the index ({length})")
     if len(buf) < HEADER + length + FOOTER:
-        raise RecordError(f"{name} @ offset {offset}: truncated record ({len(buf)} of {HEADER + length + FOOTER} bytes)")
-    data = buf[HEADER:HEADER + length]
+        raise RecordError(
+            f"{name} @ offset {offset}: truncated record ({len(buf)} of {HEADER + length + FOOTER} bytes)"
+        )
+    data = buf[HEADER : HEADER + length]
     (data_crc,) = struct.unpack_from("<I", buf, HEADER + length)
     if data_crc != masked_crc32c(data):
         raise RecordError(f"{name} @ offset {offset}: data CRC mismatch (corrupt record)")

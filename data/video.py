@@ -1,8 +1,9 @@
 """Sequential frame access to a user's local copy of a video (OpenCV), for the frames a chunk's labels point at."""
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -41,11 +42,11 @@ def read_frames(path: str | Path, indices: Iterable[int]) -> Iterator[tuple[int,
     """
     cap = _open(path)
     try:
-        pos = 0
+        pos, frame = 0, None
         for idx in indices:
             if idx < pos - 1:
                 raise ValueError(f"read_frames({path}): indices must ascend, got {idx} after {pos - 1}")
-            if idx == pos - 1:  # the same frame again (a video slower than its labels)
+            if idx == pos - 1 and frame is not None:  # the same frame again (a video slower than its labels)
                 yield idx, frame
                 continue
             while pos < idx:
@@ -71,7 +72,7 @@ def write_video(path: str | Path, frames_rgb: Iterable[np.ndarray], fps: float) 
         for frame in frames_rgb:
             if writer is None:
                 h, w = frame.shape[:2]
-                writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h))
                 if not writer.isOpened():
                     raise VideoError(f"{path}: OpenCV cannot write mp4v video")
             writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))

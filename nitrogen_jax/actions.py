@@ -10,6 +10,7 @@ vectors, so a layout is the one place that knows button order and stick encoding
   (v + 1) / 2 in [0, 1].
 - `seed`: the seed description's 20 dims: 16 binary buttons (no GUIDE) then 4 stick axes in [-1, 1].
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,8 +19,23 @@ import numpy as np
 
 # The public dataset's 17 boolean button labels, in its (alphabetical) order.
 STANDARD_BUTTONS: tuple[str, ...] = (
-    "back", "dpad_down", "dpad_left", "dpad_right", "dpad_up", "east", "guide", "left_shoulder", "left_thumb",
-    "left_trigger", "north", "right_shoulder", "right_thumb", "right_trigger", "south", "start", "west",
+    "back",
+    "dpad_down",
+    "dpad_left",
+    "dpad_right",
+    "dpad_up",
+    "east",
+    "guide",
+    "left_shoulder",
+    "left_thumb",
+    "left_trigger",
+    "north",
+    "right_shoulder",
+    "right_thumb",
+    "right_trigger",
+    "south",
+    "start",
+    "west",
 )
 MENU_BUTTONS: tuple[str, ...] = ("start", "guide", "back")
 STICKS: tuple[str, ...] = ("j_left", "j_right")
@@ -52,23 +68,25 @@ class Gamepad:
     def __len__(self) -> int:
         return self.buttons.shape[0]
 
-    def __getitem__(self, index: int | slice) -> "Gamepad":
+    def __getitem__(self, index: int | slice) -> Gamepad:
         """Frames of the sequence as a Gamepad: pad[i] is the one-frame pad of frame i, pad[a:b] a sub-sequence."""
         if isinstance(index, slice):
             return Gamepad(self.buttons[index], self.j_left[index], self.j_right[index])
         i = range(len(self))[index]  # bounds check, negative indices
-        return self[i:i + 1]
+        return self[i : i + 1]
 
     @classmethod
-    def zeros(cls, t: int) -> "Gamepad":
-        return cls(np.zeros((t, len(STANDARD_BUTTONS)), bool), np.zeros((t, 2), np.float32), np.zeros((t, 2), np.float32))
+    def zeros(cls, t: int) -> Gamepad:
+        return cls(
+            np.zeros((t, len(STANDARD_BUTTONS)), bool), np.zeros((t, 2), np.float32), np.zeros((t, 2), np.float32)
+        )
 
     def button(self, name: str) -> np.ndarray:
         """bool [T] for one standard button name."""
         return self.buttons[:, STANDARD_BUTTONS.index(name)]
 
     def pressed(self, i: int) -> list[str]:
-        return [n for n, b in zip(STANDARD_BUTTONS, self.buttons[i]) if b]
+        return [n for n, b in zip(STANDARD_BUTTONS, self.buttons[i], strict=False) if b]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +118,7 @@ class ActionLayout:
         out = np.zeros((len(pad), self.dim), np.float32)
         for name, slot in self.button_slots.items():
             out[:, slot] = pad.button(name)
-        for stick, (ix, iy) in zip(STICKS, self.stick_slots):
+        for stick, (ix, iy) in zip(STICKS, self.stick_slots, strict=False):
             v = np.clip(getattr(pad, stick), -1.0, 1.0)
             out[:, [ix, iy]] = (v + 1.0) / 2.0 if self.stick_range == "unit" else v
         return out
@@ -117,7 +135,7 @@ class ActionLayout:
         pad = Gamepad.zeros(a.shape[0])
         for name, slot in self.button_slots.items():
             pad.buttons[:, STANDARD_BUTTONS.index(name)] = a[:, slot] > self.button_threshold
-        for stick, (ix, iy) in zip(STICKS, self.stick_slots):
+        for stick, (ix, iy) in zip(STICKS, self.stick_slots, strict=False):
             v = a[:, [ix, iy]]
             v = 2.0 * v - 1.0 if self.stick_range == "unit" else v
             setattr(pad, stick, np.clip(v, -1.0, 1.0).astype(np.float32))
@@ -127,9 +145,27 @@ class ActionLayout:
 RELEASE_LAYOUT = ActionLayout(
     name="release",
     button_names=(
-        "back", "dpad_down", "dpad_left", "dpad_right", "dpad_up", "east", "guide", "left_shoulder", "left_thumb",
-        "left_trigger", "north", "right_bottom", "right_left", "right_right", "right_shoulder", "right_thumb",
-        "right_trigger", "right_up", "south", "start", "west",
+        "back",
+        "dpad_down",
+        "dpad_left",
+        "dpad_right",
+        "dpad_up",
+        "east",
+        "guide",
+        "left_shoulder",
+        "left_thumb",
+        "left_trigger",
+        "north",
+        "right_bottom",
+        "right_left",
+        "right_right",
+        "right_shoulder",
+        "right_thumb",
+        "right_trigger",
+        "right_up",
+        "south",
+        "start",
+        "west",
     ),
     stick_slots=((21, 22), (23, 24)),
     stick_range="unit",
@@ -138,14 +174,28 @@ RELEASE_LAYOUT = ActionLayout(
 SEED_LAYOUT = ActionLayout(
     name="seed",
     button_names=(
-        "dpad_up", "dpad_down", "dpad_left", "dpad_right", "south", "east", "west", "north", "left_shoulder",
-        "right_shoulder", "left_trigger", "right_trigger", "left_thumb", "right_thumb", "start", "back",
+        "dpad_up",
+        "dpad_down",
+        "dpad_left",
+        "dpad_right",
+        "south",
+        "east",
+        "west",
+        "north",
+        "left_shoulder",
+        "right_shoulder",
+        "left_trigger",
+        "right_trigger",
+        "left_thumb",
+        "right_thumb",
+        "start",
+        "back",
     ),
     stick_slots=((16, 17), (18, 19)),
     stick_range="signed",
 )
 
-LAYOUTS: dict[str, ActionLayout] = {l.name: l for l in (RELEASE_LAYOUT, SEED_LAYOUT)}
+LAYOUTS: dict[str, ActionLayout] = {layout.name: layout for layout in (RELEASE_LAYOUT, SEED_LAYOUT)}
 
 
 def get_layout(name: str | ActionLayout) -> ActionLayout:
@@ -162,4 +212,6 @@ def layout_for_dim(dim: int) -> ActionLayout:
     for layout in LAYOUTS.values():
         if layout.dim == dim:
             return layout
-    raise ValueError(f"no action layout has {dim} dims; known: " + ", ".join(f"{l.name}={l.dim}" for l in LAYOUTS.values()))
+    raise ValueError(
+        f"no action layout has {dim} dims; known: " + ", ".join(f"{x.name}={x.dim}" for x in LAYOUTS.values())
+    )

@@ -1,63 +1,114 @@
-"""Model subcommands: `convert` (release checkpoint / SigLIP tower -> Policy directory) and `sample`."""
+"""Model commands: `convert` (release checkpoint / SigLIP tower -> Policy directory) and `sample`, and the policy
+flags (`PolicySource`) that every command running a policy shares."""
+
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
+import tyro
 
-DEFAULT_FRAME = Path(__file__).parent / "assets" / "frame.png"
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("convert", help="import the release's ng.pt (or a SigLIP tower) into a Policy directory")
-    p.add_argument("checkpoint", help="the release checkpoint file (a torch pickle, read without running its code), "
-                                      "or a transformers SigLIP save_pretrained directory to start --preset from")
-    p.add_argument("out", help="output directory (Policy.save layout: params/ + config.json)")
-    p.add_argument("--vision-heads", type=int, default=None, help="override the vision tower's head count")
-    p.add_argument("--context-len", type=int, default=None, help="override the tokenizer's max sequence length")
-    p.add_argument("--compute-dtype", choices=("float32", "bfloat16"), default="float32")
-    p.add_argument("--preset", default="nitrogen-500m", help="with a SigLIP directory: the policy to initialise around it")
-    p.add_argument("--seed", type=int, default=0, help="with a SigLIP directory: seed of the non-vision weights")
-    p.set_defaults(func=_convert)
-
-    p = sub.add_parser("sample", help="sample one action chunk from a frame and print it")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--preset", default="tiny", help="init a preset with random weights (tiny, seed, nitrogen-500m)")
-    src.add_argument("--policy", help="a Policy directory (from `convert` or training)")
-    p.add_argument("--image", default=str(DEFAULT_FRAME), help="an RGB image file (default: a bundled Atari frame)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=None, help="Euler steps (default: the config's)")
-    p.add_argument("--compute-dtype", choices=("float32", "bfloat16"), default=None)
-    p.set_defaults(func=_sample)
-
-
-def _convert(args) -> int:
-    from nitrogen_jax.convert.release import load_release_checkpoint
-    from nitrogen_jax.convert.siglip import init_from_siglip
+if TYPE_CHECKING:
     from nitrogen_jax.policy import Policy
 
-    if Path(args.checkpoint).is_dir():
-        policy = init_from_siglip(args.preset, args.checkpoint, seed=args.seed, compute_dtype=args.compute_dtype)
-        print(f"{policy} with the vision tower of {args.checkpoint}\nwrote {policy.save(args.out)}")
+DEFAULT_FRAME = Path(__file__).parent / "assets" / "frame.png"
+ComputeDtype = Literal["float32", "bfloat16"]
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicySource:
+    """Which policy a command runs: a saved Policy directory, or random weights of a preset (smoke tests)."""
+
+    policy: Path | None = None
+    """A Policy directory (from `convert` or training); when given, --preset is ignored."""
+    preset: str = "tiny"
+    """Random weights of this preset (tiny, seed, nitrogen-500m) when no --policy is given."""
+    compute_dtype: ComputeDtype | None = None
+    """Compute precision; default: the policy's config."""
+    seed: int = 0
+    """Seed of the random weights and of the sampling noise."""
+
+    def load(self) -> tuple[Policy, str]:
+        """(policy, a description of where it came from)."""
+        from nitrogen_jax.policy import Policy
+
+        overrides = {"compute_dtype": self.compute_dtype} if self.compute_dtype else {}
+        if self.policy is not None:
+            return Policy.load(self.policy, **overrides), str(self.policy)
+        return Policy.init(self.preset, seed=self.seed, **overrides), f"preset {self.preset} (random weights)"
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleArgs:
+    """Sample one action chunk from a frame and print it, frame by frame."""
+
+    source: Annotated[PolicySource, tyro.conf.arg(name="")] = PolicySource()
+    image: Path = DEFAULT_FRAME
+    """An RGB image file (default: a bundled Atari frame)."""
+    euler_steps: int | None = None
+    """Euler steps of the sampler (default: the config's num_steps)."""
+
+    def run(self) -> int:
+        import jax
+
+        from nitrogen_jax.frames import read_frame
+
+        policy, source = self.source.load()
+        frame = read_frame(self.image, policy.config.vision.image_size)
+        print(f"{policy} from {source}\nframe: {self.image}")
+        rng = jax.random.key(self.source.seed)
+        t0 = time.perf_counter()
+        chunk = np.asarray(policy.sample(frame[None], rng=rng, num_steps=self.euler_steps))[0]
+        t1 = time.perf_counter()
+        np.asarray(policy.sample(frame[None], rng=rng, num_steps=self.euler_steps))
+        t2 = time.perf_counter()
+        print(
+            f"first call (compile + run) {t1 - t0:.2f} s, second call {1e3 * (t2 - t1):.1f} ms "
+            f"on {jax.devices()[0].platform}"
+        )
+        print(format_chunk(chunk, policy.config.layout))
         return 0
-    config, params, report = load_release_checkpoint(
-        args.checkpoint, vision_heads=args.vision_heads, context_len=args.context_len, compute_dtype=args.compute_dtype)
-    out = Policy(config, params).save(args.out)
-    print(report.summary())
-    print(f"wrote {out}")
-    return 0
 
 
-def load_frame(path: str | Path, size: int) -> np.ndarray:
-    """An image file -> uint8 RGB [size, size, 3], squashed to the square with INTER_AREA like the release client."""
-    import cv2
+@dataclasses.dataclass(frozen=True)
+class ConvertArgs:
+    """Import the release's ng.pt (read without running its code), or start a preset from a SigLIP tower."""
 
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise FileNotFoundError(f"cannot read image {path} (missing or not an image file)")
-    return cv2.cvtColor(cv2.resize(bgr, (size, size), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+    checkpoint: tyro.conf.Positional[Path]
+    """The release checkpoint file (a torch pickle), or a transformers SigLIP save_pretrained directory."""
+    out: tyro.conf.Positional[Path]
+    """Output directory (Policy.save layout: params/ + config.json)."""
+    vision_heads: int | None = None
+    """Override the vision tower's head count (not visible in tensor shapes)."""
+    context_len: int | None = None
+    """Override the tokenizer's max sequence length (image tokens are left-padded to it)."""
+    compute_dtype: ComputeDtype = "float32"
+    preset: str = "nitrogen-500m"
+    """With a SigLIP directory: the policy to initialise around the tower."""
+    seed: int = 0
+    """With a SigLIP directory: seed of the non-vision weights."""
+
+    def run(self) -> int:
+        from nitrogen_jax.convert.release import load_release_checkpoint
+        from nitrogen_jax.policy import Policy
+
+        if self.checkpoint.is_dir():
+            policy = Policy.from_siglip(self.preset, self.checkpoint, seed=self.seed, compute_dtype=self.compute_dtype)
+            print(f"{policy} with the vision tower of {self.checkpoint}\nwrote {policy.save(self.out)}")
+            return 0
+        config, params, report = load_release_checkpoint(
+            self.checkpoint,
+            vision_heads=self.vision_heads,
+            context_len=self.context_len,
+            compute_dtype=self.compute_dtype,
+        )
+        out = Policy(config, params).save(self.out)
+        print(report.summary())
+        print(f"wrote {out}")
+        return 0
 
 
 def format_chunk(chunk: np.ndarray, layout) -> str:
@@ -70,26 +121,3 @@ def format_chunk(chunk: np.ndarray, layout) -> str:
         buttons = " ".join(b.upper() for b in pad.pressed(i)) or "-"
         lines.append(f"{i:>5}  {lx:+8.3f}, {ly:+8.3f}  {rx:+8.3f}, {ry:+8.3f}  {buttons}")
     return "\n".join(lines)
-
-
-def _sample(args) -> int:
-    import jax
-
-    from nitrogen_jax.policy import Policy
-
-    overrides = {"compute_dtype": args.compute_dtype} if args.compute_dtype else {}
-    if args.policy:
-        policy = Policy.load(args.policy, **overrides)
-    else:
-        policy = Policy.init(args.preset, seed=args.seed, **overrides)
-    frame = load_frame(args.image, policy.config.vision.image_size)
-    print(f"{policy}\nframe: {args.image}")
-    rng = jax.random.key(args.seed)
-    t0 = time.perf_counter()
-    chunk = np.asarray(policy.sample(frame[None], rng=rng, num_steps=args.steps))[0]
-    t1 = time.perf_counter()
-    np.asarray(policy.sample(frame[None], rng=rng, num_steps=args.steps))
-    t2 = time.perf_counter()
-    print(f"first call (compile + run) {t1 - t0:.2f} s, second call {1e3 * (t2 - t1):.1f} ms on {jax.devices()[0].platform}")
-    print(format_chunk(chunk, policy.config.layout))
-    return 0

@@ -3,6 +3,7 @@
 A config fully describes the architecture and the flow-matching settings, round-trips through JSON (it is
 saved beside every checkpoint) and is what `Policy.init` takes by name or as an object.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -44,7 +45,9 @@ def decode_variant(variant: str, image_size: int = 256) -> VisionConfig:
     """'L/16' -> VisionConfig of SigLIP large, patch 16, at `image_size`."""
     m = re.fullmatch(r"(\w+)/(\d+)", variant)
     if not m or m.group(1) not in SIGLIP_VARIANTS:
-        raise ValueError(f"unknown SigLIP variant {variant!r}; expected NAME/PATCH with NAME in {sorted(SIGLIP_VARIANTS)}")
+        raise ValueError(
+            f"unknown SigLIP variant {variant!r}; expected NAME/PATCH with NAME in {sorted(SIGLIP_VARIANTS)}"
+        )
     width, depth, heads, mlp = SIGLIP_VARIANTS[m.group(1)]
     return VisionConfig(width, depth, heads, mlp, int(m.group(2)), image_size)
 
@@ -106,11 +109,17 @@ class NitroGenConfig:
     def __post_init__(self):
         get_layout(self.action_layout)
         if self.mixer.width != self.vision.width:
-            raise ValueError(f"mixer width {self.mixer.width} must equal vision width {self.vision.width} (no projection between them)")
+            raise ValueError(
+                f"mixer width {self.mixer.width} must equal vision width {self.vision.width} (no projection between them)"
+            )
         if self.hidden_size != self.dit.width:
-            raise ValueError(f"hidden_size {self.hidden_size} must equal the DiT width {self.dit.width} (heads x head_dim)")
+            raise ValueError(
+                f"hidden_size {self.hidden_size} must equal the DiT width {self.dit.width} (heads x head_dim)"
+            )
         if self.context_len < self.vision.num_patches:
-            raise ValueError(f"context_len {self.context_len} is shorter than the {self.vision.num_patches} image tokens")
+            raise ValueError(
+                f"context_len {self.context_len} is shorter than the {self.vision.num_patches} image tokens"
+            )
         if self.action_horizon > self.max_seq_len:
             raise ValueError(f"action_horizon {self.action_horizon} exceeds the position table ({self.max_seq_len})")
         if self.compute_dtype not in ("float32", "bfloat16"):
@@ -124,7 +133,7 @@ class NitroGenConfig:
     def layout(self):
         return get_layout(self.action_layout)
 
-    def replace(self, **changes) -> "NitroGenConfig":
+    def replace(self, **changes) -> NitroGenConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -134,7 +143,7 @@ class NitroGenConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "NitroGenConfig":
+    def from_dict(cls, d: dict[str, Any]) -> NitroGenConfig:
         d = dict(d)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
@@ -148,7 +157,7 @@ class NitroGenConfig:
         return cls(**d)
 
     @classmethod
-    def from_json(cls, text: str) -> "NitroGenConfig":
+    def from_json(cls, text: str) -> NitroGenConfig:
         return cls.from_dict(json.loads(text))
 
 

@@ -4,9 +4,10 @@ t = 0 is noise, t = 1 is data: x_t = (1 - t) * eps + t * a, target velocity a - 
 integer bucket floor(float32(t) * 1000). Training draws t = s * (1 - Beta(alpha, beta)); sampling integrates
 16 (configurable) Euler steps at t_k = k / n, bucketed as int(k / n * 1000) in float64.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

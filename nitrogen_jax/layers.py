@@ -4,6 +4,7 @@ All modules take `dtype` (compute) and keep parameters in float32, so bf16 compu
 one setting. Attention runs through `jax.nn.dot_product_attention`, which picks a fused kernel where the
 backend has one.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,7 +35,9 @@ class Attention(nn.Module):
     dtype: Dtype = jnp.float32
 
     def setup(self):
-        dense = lambda name: nn.Dense(self.num_heads * self.head_dim, use_bias=self.use_bias, dtype=self.dtype, name=name)
+        def dense(name: str) -> nn.Dense:
+            return nn.Dense(self.num_heads * self.head_dim, use_bias=self.use_bias, dtype=self.dtype, name=name)
+
         self.query, self.key, self.value = dense("query"), dense("key"), dense("value")
         self.out = nn.Dense(self.out_dim, dtype=self.dtype, name="out")
 

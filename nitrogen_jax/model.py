@@ -3,17 +3,34 @@
 `NitroGenModel` exposes the pieces the sampler needs separately (`encode`, `context_kv`, `velocity`), so the image
 is encoded and mixed once per frame and the cross-attention keys/values are projected once, whatever the number of
 Euler steps. `__call__` is the training path: frames, noisy actions and time buckets -> velocity.
+
+The model's verbs live here beside it, as pure functions of params (openpi's `compute_loss` / `sample_actions`):
+`init_params` / `abstract_params` / `count_parameters`, `compute_loss` (the flow-matching training loss) and
+`make_sampler` (the one-jit Euler sampler). `Policy` is only the facade over them (input checks, files, import).
 """
+
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from functools import partial
+
+import chex
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from nitrogen_jax.config import NitroGenConfig, TransformerConfig
+from nitrogen_jax.flow import euler_sample, interpolate, masked_velocity_mse, sample_time, time_bucket
 from nitrogen_jax.layers import Attention, FeedForward, sinusoid_table, timestep_sinusoid
 from nitrogen_jax.vision import SiglipVisionTower
 
 TIME_EMBED_CHANNELS = 256
+
+
+def is_cross_attention_block(i: int, interleave_self_attention: bool) -> bool:
+    """The release's rule: with interleaving, even DiT blocks cross-attend to the image, odd ones self-attend."""
+    return i % 2 == 0 or not interleave_self_attention
 
 
 def normalize_frames(frames):
@@ -96,7 +113,7 @@ class DiT(nn.Module):
         self.proj_out_2 = nn.Dense(self.output_dim, dtype=self.dtype)
 
     def is_cross(self, i: int) -> bool:
-        return i % 2 == 0 or not self.interleave_self_attention
+        return is_cross_attention_block(i, self.interleave_self_attention)
 
     def time_embedding(self, bucket):
         t = timestep_sinusoid(bucket, TIME_EMBED_CHANNELS, TIME_EMBED_CHANNELS // 2 - 1, cos_first=True)
@@ -155,7 +172,9 @@ class NitroGenModel(nn.Module):
         self.mixer = VLMixer(c.mixer, dtype, self.remat)
         self.dit = DiT(c.dit, c.dit_output_dim, c.interleave_self_attention, dtype, self.remat)
         self.action_encoder = ActionEncoder(c.hidden_size, dtype)
-        self.action_pos_embed = self.param("action_pos_embed", nn.initializers.normal(0.02), (c.max_seq_len, c.hidden_size))
+        self.action_pos_embed = self.param(
+            "action_pos_embed", nn.initializers.normal(0.02), (c.max_seq_len, c.hidden_size)
+        )
         self.action_decoder = ActionDecoder(c.hidden_size, c.action_dim, dtype)
 
     def encode(self, frames, deterministic: bool = True):
@@ -179,3 +198,90 @@ class NitroGenModel(nn.Module):
 
     def __call__(self, frames, actions, bucket, deterministic: bool = True):
         return self.velocity(actions, bucket, context=self.encode(frames, deterministic), deterministic=deterministic)
+
+
+# ------------------------------------------------------------------------------------------------ verbs
+PARTS = ("vision", "mixer", "dit", "action_encoder", "action_decoder", "action_pos_embed")
+
+
+def dummy_inputs(config: NitroGenConfig, batch_size: int = 1):
+    """Zero (frames uint8, actions float32, buckets int32) of the config's shapes: what `init` traces with."""
+    s = config.vision.image_size
+    return (
+        jnp.zeros((batch_size, s, s, 3), jnp.uint8),
+        jnp.zeros((batch_size, config.action_horizon, config.action_dim), jnp.float32),
+        jnp.zeros((batch_size,), jnp.int32),
+    )
+
+
+def random_params(model: NitroGenModel, rng) -> dict:
+    """The traceable init: float32 params from `rng`. Call it under jit or eval_shape (as the functions below and
+    the sharded train-state builder do), so that only the params are ever materialised."""
+    return model.init(rng, *dummy_inputs(model.config))["params"]
+
+
+def init_params(config: NitroGenConfig, rng) -> dict:
+    """Random float32 params of `config`."""
+    return jax.jit(partial(random_params, NitroGenModel(config)))(rng)
+
+
+def abstract_params(config: NitroGenConfig) -> dict:
+    """The params pytree as ShapeDtypeStructs: shapes and sizes without touching memory."""
+    return jax.eval_shape(partial(random_params, NitroGenModel(config)), jax.random.key(0))
+
+
+def count_parameters(params_or_config) -> dict[str, int]:
+    """Parameter count per part (vision, mixer, dit, action_encoder, action_decoder, action_pos_embed) and total."""
+    params = abstract_params(params_or_config) if isinstance(params_or_config, NitroGenConfig) else params_or_config
+    sizes = {part: sum(math.prod(x.shape) for x in jax.tree.leaves(params[part])) for part in PARTS}
+    sizes["total"] = sum(sizes.values())
+    return sizes
+
+
+def compute_loss(model: NitroGenModel, params, frames, actions, mask, rng, train: bool = True):
+    """The training loss: masked velocity MSE at Beta-distributed times (release conventions).
+
+    `rng` draws the noise, the times and (when train) the dropout masks.
+    """
+    c = model.config
+    chex.assert_rank(frames, 4)
+    chex.assert_shape(actions, (frames.shape[0], c.action_horizon, c.action_dim))
+    chex.assert_equal_shape([actions, mask])
+    noise_rng, time_rng, dropout_rng = jax.random.split(rng, 3)
+    noise = jax.random.normal(noise_rng, actions.shape, jnp.float32)
+    t = sample_time(time_rng, actions.shape[0], c.noise_beta_alpha, c.noise_beta_beta, c.noise_s)
+    x_t, target = interpolate(noise, actions, t)
+    pred = model.apply(
+        {"params": params},
+        frames,
+        x_t,
+        time_bucket(t, c.num_timestep_buckets),
+        deterministic=not train,
+        rngs={"dropout": dropout_rng} if train else None,
+    )
+    return masked_velocity_mse(pred, target, mask)
+
+
+def make_sampler(model: NitroGenModel, num_steps: int) -> Callable:
+    """A jitted (params, frames uint8 [B,S,S,3], noise [B,H,A]) -> actions [B,H,A].
+
+    The frame is encoded and mixed once and the cross-attention K/V projected once; the Euler steps reuse them.
+    With bf16 compute the float32 params are cast once per call.
+    """
+    c = model.config
+    compute = jnp.dtype(c.compute_dtype)
+
+    def sample(params, frames, noise):
+        if compute != jnp.float32:
+            # Cast once, outside the step loop: every Euler step then reads half the bytes.
+            params = jax.tree.map(lambda p: p.astype(compute), params)
+        variables = {"params": params}
+        context = model.apply(variables, frames, method=NitroGenModel.encode)
+        kv = model.apply(variables, context, method=NitroGenModel.context_kv)
+
+        def velocity(x, bucket):
+            return model.apply(variables, x, bucket, None, kv, method=NitroGenModel.velocity)
+
+        return euler_sample(velocity, noise, num_steps, c.num_timestep_buckets)
+
+    return jax.jit(sample)

@@ -1,12 +1,13 @@
 """`Policy`: the public face of the model. A config plus float32 params, and two verbs, `velocity` and `sample`.
 
-Everything a caller passes is checked here, before any tracing, so a wrong shape or dtype is reported in the
-caller's terms rather than as an XLA error.
+A facade over the model layer's pure functions (`nitrogen_jax.model`): everything a caller passes is checked here,
+before any tracing, so a wrong shape or dtype is reported in the caller's terms rather than as an XLA error; and the
+policy's file format (orbax params + config.json) and the importers' entry points live here.
 """
+
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -16,84 +17,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from nitrogen_jax.config import NitroGenConfig, get_config
-from nitrogen_jax.flow import euler_sample, interpolate, masked_velocity_mse, sample_time, time_bucket
-from nitrogen_jax.model import NitroGenModel
+from nitrogen_jax.flow import time_bucket
+from nitrogen_jax.model import NitroGenModel, abstract_params, count_parameters, init_params, make_sampler
 
 CONFIG_FILE = "config.json"
 PARAMS_DIR = "params"
-PARTS = ("vision", "mixer", "dit", "action_encoder", "action_decoder", "action_pos_embed")
-
-
-def dummy_inputs(config: NitroGenConfig, batch_size: int = 1):
-    s = config.vision.image_size
-    return (
-        jnp.zeros((batch_size, s, s, 3), jnp.uint8),
-        jnp.zeros((batch_size, config.action_horizon, config.action_dim), jnp.float32),
-        jnp.zeros((batch_size,), jnp.int32),
-    )
-
-
-def init_params(config: NitroGenConfig, rng) -> dict:
-    """Random float32 params (jit-compiled init, so only the params are materialised)."""
-    model = NitroGenModel(config)
-    return jax.jit(lambda r: model.init(r, *dummy_inputs(config))["params"])(rng)
-
-
-def abstract_params(config: NitroGenConfig) -> dict:
-    """The params pytree as ShapeDtypeStructs: shapes and sizes without touching memory."""
-    model = NitroGenModel(config)
-    return jax.eval_shape(lambda r: model.init(r, *dummy_inputs(config))["params"], jax.random.key(0))
-
-
-def count_parameters(params_or_config) -> dict[str, int]:
-    """Parameter count per part (vision, mixer, dit, action_encoder, action_decoder, action_pos_embed) and total."""
-    params = abstract_params(params_or_config) if isinstance(params_or_config, NitroGenConfig) else params_or_config
-    sizes = {}
-    for part in PARTS:
-        sizes[part] = sum(math.prod(x.shape) for x in jax.tree.leaves(params[part]))
-    sizes["total"] = sum(sizes.values())
-    return sizes
-
-
-def flow_matching_loss(model: NitroGenModel, params, frames, actions, mask, rng, train: bool = True):
-    """The training loss: masked velocity MSE at Beta-distributed times (release conventions).
-
-    `rng` draws the noise, the times and (when train) the dropout masks.
-    """
-    c = model.config
-    noise_rng, time_rng, dropout_rng = jax.random.split(rng, 3)
-    noise = jax.random.normal(noise_rng, actions.shape, jnp.float32)
-    t = sample_time(time_rng, actions.shape[0], c.noise_beta_alpha, c.noise_beta_beta, c.noise_s)
-    x_t, target = interpolate(noise, actions, t)
-    pred = model.apply({"params": params}, frames, x_t, time_bucket(t, c.num_timestep_buckets),
-                       deterministic=not train, rngs={"dropout": dropout_rng} if train else None)
-    return masked_velocity_mse(pred, target, mask)
-
-
-def make_sampler(model: NitroGenModel, num_steps: int):
-    """A jitted (params, frames uint8 [B,S,S,3], noise [B,H,A]) -> actions [B,H,A].
-
-    The frame is encoded and mixed once and the cross-attention K/V projected once; the Euler steps reuse them.
-    With bf16 compute the float32 params are cast once per call.
-    """
-    c = model.config
-
-    compute = jnp.dtype(c.compute_dtype)
-
-    def sample(params, frames, noise):
-        if compute != jnp.float32:
-            # Cast once, outside the step loop: every Euler step then reads half the bytes.
-            params = jax.tree.map(lambda p: p.astype(compute), params)
-        variables = {"params": params}
-        context = model.apply(variables, frames, method=NitroGenModel.encode)
-        kv = model.apply(variables, context, method=NitroGenModel.context_kv)
-
-        def velocity(x, bucket):
-            return model.apply(variables, x, bucket, None, kv, method=NitroGenModel.velocity)
-
-        return euler_sample(velocity, noise, num_steps, c.num_timestep_buckets)
-
-    return jax.jit(sample)
 
 
 class Policy:
@@ -112,20 +40,31 @@ class Policy:
 
     # ----------------------------------------------------------------- construction
     @classmethod
-    def init(cls, config: str | NitroGenConfig = "tiny", seed: int = 0, **overrides) -> "Policy":
+    def init(cls, config: str | NitroGenConfig = "tiny", seed: int = 0, **overrides) -> Policy:
         """Random weights for a preset name or config; overrides replace config fields (e.g. compute_dtype)."""
         cfg = get_config(config, **overrides)
         return cls(cfg, init_params(cfg, jax.random.key(seed)), seed=seed)
 
     @classmethod
-    def from_release_checkpoint(cls, path: str | os.PathLike, **options) -> "Policy":
+    def from_release_checkpoint(cls, path: str | os.PathLike, **options) -> Policy:
         """Import the public release's `ng.pt` (or a smaller checkpoint of its family); see convert.release."""
         from nitrogen_jax.convert.release import load_release_checkpoint
 
         config, params, _ = load_release_checkpoint(path, **options)
         return cls(config, params)
 
-    def with_compute_dtype(self, dtype: str) -> "Policy":
+    @classmethod
+    def from_siglip(
+        cls, config: str | NitroGenConfig, directory: str | os.PathLike, seed: int = 0, **overrides
+    ) -> Policy:
+        """Random weights for `config` except the vision tower, read from a transformers SigLIP directory (the start
+        of pretraining); see convert.siglip."""
+        from nitrogen_jax.convert.siglip import init_from_siglip
+
+        cfg, params = init_from_siglip(config, directory, seed=seed, **overrides)
+        return cls(cfg, params, seed=seed)
+
+    def with_compute_dtype(self, dtype: str) -> Policy:
         return Policy(self.config.replace(compute_dtype=dtype), self.params)
 
     def save(self, directory: str | os.PathLike) -> Path:
@@ -141,13 +80,15 @@ class Policy:
         return directory
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, **overrides) -> "Policy":
+    def load(cls, directory: str | os.PathLike, **overrides) -> Policy:
         import orbax.checkpoint as ocp
 
         directory = Path(directory).absolute()
         cfg_file = directory / CONFIG_FILE
         if not cfg_file.is_file() or not (directory / PARAMS_DIR).is_dir():
-            raise FileNotFoundError(f"{directory} is not a saved Policy: expected {CONFIG_FILE} and {PARAMS_DIR}/ in it")
+            raise FileNotFoundError(
+                f"{directory} is not a saved Policy: expected {CONFIG_FILE} and {PARAMS_DIR}/ in it"
+            )
         cfg = NitroGenConfig.from_dict(json.loads(cfg_file.read_text()))
         cfg = cfg.replace(**overrides) if overrides else cfg
         params = ocp.StandardCheckpointer().restore(directory / PARAMS_DIR, abstract_params(cfg))
@@ -192,19 +133,25 @@ class Policy:
         s = self.config.vision.image_size
         shape, dtype = getattr(frames, "shape", None), getattr(frames, "dtype", None)
         if shape is None or len(shape) != 4 or tuple(shape[1:]) != (s, s, 3) or dtype != np.uint8:
-            raise ValueError(f"frames must be uint8 [B, {s}, {s}, 3] RGB, got {dtype} {tuple(shape) if shape else type(frames).__name__}")
+            raise ValueError(
+                f"frames must be uint8 [B, {s}, {s}, 3] RGB, got {dtype} {tuple(shape) if shape else type(frames).__name__}"
+            )
         return frames
 
     def _check_actions(self, actions, batch: int, what: str):
         h, a = self.config.action_horizon, self.config.action_dim
         arr = jnp.asarray(actions)
         if arr.shape != (batch, h, a) or not jnp.issubdtype(arr.dtype, jnp.floating):
-            raise ValueError(f"{what} must be float32 [B={batch}, H={h}, A={a}] ({self.config.action_layout} layout), "
-                             f"got {arr.dtype} {arr.shape}")
+            raise ValueError(
+                f"{what} must be float32 [B={batch}, H={h}, A={a}] ({self.config.action_layout} layout), "
+                f"got {arr.dtype} {arr.shape}"
+            )
         return arr.astype(jnp.float32)
 
     def __repr__(self) -> str:
         n = count_parameters(self.params)["total"]
         c = self.config
-        return (f"Policy({n / 1e6:.2f}M params, layout={c.action_layout}, horizon={c.action_horizon}, "
-                f"steps={c.num_steps}, compute={c.compute_dtype})")
+        return (
+            f"Policy({n / 1e6:.2f}M params, layout={c.action_layout}, horizon={c.action_horizon}, "
+            f"steps={c.num_steps}, compute={c.compute_dtype})"
+        )

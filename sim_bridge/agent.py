@@ -4,6 +4,7 @@
 of the initial flow noise; `RandomAgent` is the baseline every evaluation reports beside it. Both release the menu
 buttons unless told otherwise (see `controller.mask_menu`).
 """
+
 from __future__ import annotations
 
 import jax
@@ -26,8 +27,14 @@ def check_temperature(temperature: float) -> float:
 class PolicyAgent:
     """Samples a policy: frames uint8 [B,S,S,3] -> B chunks of `action_horizon` gamepad states."""
 
-    def __init__(self, policy: Policy, temperature: float = 1.0, allow_menu: bool = False,
-                 num_steps: int | None = None, seed: int = 0):
+    def __init__(
+        self,
+        policy: Policy,
+        temperature: float = 1.0,
+        allow_menu: bool = False,
+        num_steps: int | None = None,
+        seed: int = 0,
+    ):
         self.policy = policy
         self.temperature = check_temperature(temperature)
         self.allow_menu = allow_menu
@@ -60,6 +67,14 @@ class RandomAgent:
 
     def act(self, frames: np.ndarray) -> list[Gamepad]:
         t = self.horizon
-        return [mask_menu(Gamepad(self._rng.random((t, len(STANDARD_BUTTONS))) < 0.5,
-                                  self._rng.uniform(-1, 1, (t, 2)), self._rng.uniform(-1, 1, (t, 2))), self.allow_menu)
-                for _ in range(len(frames))]
+        return [
+            mask_menu(
+                Gamepad(
+                    self._rng.random((t, len(STANDARD_BUTTONS))) < 0.5,
+                    self._rng.uniform(-1, 1, (t, 2)),
+                    self._rng.uniform(-1, 1, (t, 2)),
+                ),
+                self.allow_menu,
+            )
+            for _ in range(len(frames))
+        ]

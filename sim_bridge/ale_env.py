@@ -12,6 +12,7 @@ standard gamepad state has exactly one native action:
 Sticky actions are off and frameskip is 1: one step is exactly one frame of the held input, and a run is a
 deterministic function of the seed and the inputs.
 """
+
 from __future__ import annotations
 
 import re
@@ -31,8 +32,10 @@ def rom_id(game: str) -> str:
     rid = game if "_" in game or game.islower() else re.sub(r"(?<!^)(?=[A-Z])", "_", game).lower()
     known = roms.get_all_rom_ids()
     if rid not in known:
-        raise ValueError(f"ALE game {game!r} (ROM id {rid!r}) is not among ale-py's {len(known)} bundled ROMs, e.g. "
-                         f"{', '.join(known[:6])}...")
+        raise ValueError(
+            f"ALE game {game!r} (ROM id {rid!r}) is not among ale-py's {len(known)} bundled ROMs, e.g. "
+            f"{', '.join(known[:6])}..."
+        )
     return rid
 
 
@@ -43,8 +46,9 @@ class AleGamepadEnv(GamepadEnv):
         from ale_py.env import AtariEnv
 
         super().__init__(game)
-        self._env = AtariEnv(game=rom_id(game), obs_type="rgb", frameskip=1, repeat_action_probability=0.0,
-                             full_action_space=True)
+        self._env = AtariEnv(
+            game=rom_id(game), obs_type="rgb", frameskip=1, repeat_action_probability=0.0, full_action_space=True
+        )
         self._action_index = {name: i for i, name in enumerate(self._env.get_action_meanings())}
 
     @property
@@ -76,8 +80,11 @@ class AleGamepadEnv(GamepadEnv):
 
         ale = self._env.ale
         ale.restoreState(ALEState(state))
-        return ale.getScreenRGB(), {"lives": ale.lives(), "episode_frame_number": ale.getEpisodeFrameNumber(),
-                                    "frame_number": ale.getFrameNumber()}
+        return ale.getScreenRGB(), {
+            "lives": ale.lives(),
+            "episode_frame_number": ale.getEpisodeFrameNumber(),
+            "frame_number": ale.getFrameNumber(),
+        }
 
     def close(self):
         self._env.close()

@@ -8,6 +8,7 @@ names; the standard gamepad's 17 buttons map one-to-one onto each of them.
 Menu buttons (START, GUIDE, BACK) are released unless a caller allows them: a policy that opens the pause menu
 or the console's home screen stops the game it is playing, which is never what an evaluation wants.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,24 +23,63 @@ TRIGGER_MAX = 255
 
 # Standard button -> native name, per family. Triggers are axes on every family and are not listed here.
 _XBOX_ONE = {
-    "south": "A", "east": "B", "west": "X", "north": "Y", "left_shoulder": "LB", "right_shoulder": "RB",
-    "left_thumb": "LS", "right_thumb": "RS", "back": "VIEW", "start": "MENU", "guide": "XBOX",
-    "dpad_up": "DPAD_UP", "dpad_down": "DPAD_DOWN", "dpad_left": "DPAD_LEFT", "dpad_right": "DPAD_RIGHT",
+    "south": "A",
+    "east": "B",
+    "west": "X",
+    "north": "Y",
+    "left_shoulder": "LB",
+    "right_shoulder": "RB",
+    "left_thumb": "LS",
+    "right_thumb": "RS",
+    "back": "VIEW",
+    "start": "MENU",
+    "guide": "XBOX",
+    "dpad_up": "DPAD_UP",
+    "dpad_down": "DPAD_DOWN",
+    "dpad_left": "DPAD_LEFT",
+    "dpad_right": "DPAD_RIGHT",
 }
 _PS4 = {
-    "south": "CROSS", "east": "CIRCLE", "west": "SQUARE", "north": "TRIANGLE", "left_shoulder": "L1",
-    "right_shoulder": "R1", "left_thumb": "L3", "right_thumb": "R3", "back": "SHARE", "start": "OPTIONS",
-    "guide": "PS", "dpad_up": "DPAD_UP", "dpad_down": "DPAD_DOWN", "dpad_left": "DPAD_LEFT", "dpad_right": "DPAD_RIGHT",
+    "south": "CROSS",
+    "east": "CIRCLE",
+    "west": "SQUARE",
+    "north": "TRIANGLE",
+    "left_shoulder": "L1",
+    "right_shoulder": "R1",
+    "left_thumb": "L3",
+    "right_thumb": "R3",
+    "back": "SHARE",
+    "start": "OPTIONS",
+    "guide": "PS",
+    "dpad_up": "DPAD_UP",
+    "dpad_down": "DPAD_DOWN",
+    "dpad_left": "DPAD_LEFT",
+    "dpad_right": "DPAD_RIGHT",
 }
 # SDL's GameController names: what a generic HID pad is mapped to on Linux and by most engines.
 _GENERIC = {
-    "south": "a", "east": "b", "west": "x", "north": "y", "left_shoulder": "leftshoulder",
-    "right_shoulder": "rightshoulder", "left_thumb": "leftstick", "right_thumb": "rightstick", "back": "back",
-    "start": "start", "guide": "guide", "dpad_up": "dpup", "dpad_down": "dpdown", "dpad_left": "dpleft",
+    "south": "a",
+    "east": "b",
+    "west": "x",
+    "north": "y",
+    "left_shoulder": "leftshoulder",
+    "right_shoulder": "rightshoulder",
+    "left_thumb": "leftstick",
+    "right_thumb": "rightstick",
+    "back": "back",
+    "start": "start",
+    "guide": "guide",
+    "dpad_up": "dpup",
+    "dpad_down": "dpdown",
+    "dpad_left": "dpleft",
     "dpad_right": "dpright",
 }
 FAMILIES: dict[str, dict[str, str]] = {"xbox_one": _XBOX_ONE, "ps4": _PS4, "generic": _GENERIC}
-TRIGGER_NAMES: dict[str, tuple[str, str]] = {"xbox_one": ("LT", "RT"), "ps4": ("L2", "R2"), "generic": ("lefttrigger", "righttrigger")}
+TRIGGER_NAMES: dict[str, tuple[str, str]] = {
+    "xbox_one": ("LT", "RT"),
+    "ps4": ("L2", "R2"),
+    "generic": ("lefttrigger", "righttrigger"),
+}
 
 
 def mask_menu(pad: Gamepad, allow_menu: bool = False) -> Gamepad:
@@ -54,7 +94,7 @@ def mask_menu(pad: Gamepad, allow_menu: bool = False) -> Gamepad:
 
 def stick_to_int16(v: np.ndarray) -> np.ndarray:
     """(x, y) in [-1, 1] with y down -> int16 (x, y) with y up, truncated like `int(v * 32767)`."""
-    v = np.clip(np.asarray(v, np.float32), -1.0, 1.0) * np.float32([1.0, -1.0])
+    v = np.clip(np.asarray(v, np.float32), -1.0, 1.0) * np.array([1.0, -1.0], np.float32)
     return np.trunc(v * STICK_MAX).astype(np.int16)
 
 

@@ -6,26 +6,29 @@ squashed to 256x256 RGB uint8 with INTER_AREA, like the release's client. The na
 `render()` (for videos) and the console's RAM through `ram()` (for task predicates).
 
 Backends (`retro:<Game>`, `ale:<Game>`) subclass `GamepadEnv` and map the standard gamepad to their native
-controls; `make_env("ale:Breakout")` builds one from a spec string.
+controls; `games.make_env("ale:Breakout")` builds one from a spec string.
 """
+
 from __future__ import annotations
 
 import abc
 
-import cv2
 import gymnasium as gym
 import numpy as np
 
 from nitrogen_jax.actions import STANDARD_BUTTONS, Gamepad
+from nitrogen_jax.frames import CLIENT_FRAME_SIZE as OBS_SIZE
+from nitrogen_jax.frames import squash_frame
 
-OBS_SIZE = 256
 DEADZONE = 0.5  # a stick counts as a direction beyond this (for consoles that only have a D-pad)
 
 
 def gamepad_space() -> gym.spaces.Dict:
     """One standard gamepad state: 17 buttons, two sticks (x, y) in [-1, 1] with y down."""
     stick = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
-    return gym.spaces.Dict({"buttons": gym.spaces.MultiBinary(len(STANDARD_BUTTONS)), "j_left": stick, "j_right": stick})
+    return gym.spaces.Dict(
+        {"buttons": gym.spaces.MultiBinary(len(STANDARD_BUTTONS)), "j_left": stick, "j_right": stick}
+    )
 
 
 def as_gamepad(action) -> Gamepad:
@@ -33,10 +36,15 @@ def as_gamepad(action) -> Gamepad:
     if isinstance(action, Gamepad):
         pad = action
     elif isinstance(action, dict) and set(action) == {"buttons", "j_left", "j_right"}:
-        pad = Gamepad(np.asarray(action["buttons"]).reshape(1, -1), np.reshape(action["j_left"], (1, 2)),
-                      np.reshape(action["j_right"], (1, 2)))
+        pad = Gamepad(
+            np.asarray(action["buttons"]).reshape(1, -1),
+            np.reshape(action["j_left"], (1, 2)),
+            np.reshape(action["j_right"], (1, 2)),
+        )
     else:
-        raise ValueError(f"an action is a Gamepad of one frame or a dict with keys buttons, j_left, j_right; got {action!r:.200}")
+        raise ValueError(
+            f"an action is a Gamepad of one frame or a dict with keys buttons, j_left, j_right; got {action!r:.200}"
+        )
     if len(pad) != 1:
         raise ValueError(f"an action is one frame; got a Gamepad of {len(pad)} frames (step through them one by one)")
     return pad
@@ -53,7 +61,7 @@ def directions(pad: Gamepad) -> tuple[bool, bool, bool, bool]:
 
 
 def to_observation(frame: np.ndarray) -> np.ndarray:
-    return cv2.resize(frame, (OBS_SIZE, OBS_SIZE), interpolation=cv2.INTER_AREA)
+    return squash_frame(frame, OBS_SIZE)
 
 
 class GamepadEnv(gym.Env, abc.ABC):
@@ -122,17 +130,3 @@ class GamepadEnv(gym.Env, abc.ABC):
         if self._frame is None:
             raise RuntimeError(f"{self.spec_name}: render() before reset()")
         return self._frame
-
-
-def make_env(spec: str, **kwargs) -> GamepadEnv:
-    """'retro:Airstriker-Genesis' or 'ale:Breakout' -> a `GamepadEnv`."""
-    backend, _, game = spec.partition(":")
-    if backend == "retro" and game:
-        from nitrogen_jax.sim_bridge.retro_env import RetroGamepadEnv
-
-        return RetroGamepadEnv(game, **kwargs)
-    if backend == "ale" and game:
-        from nitrogen_jax.sim_bridge.ale_env import AleGamepadEnv
-
-        return AleGamepadEnv(game, **kwargs)
-    raise ValueError(f"environment spec must be 'retro:<Game>' or 'ale:<Game>', got {spec!r}")

@@ -2,6 +2,7 @@
 
 Every task is run with the same seeds for every agent, so the policy and the random baseline face the same starts.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -11,8 +12,9 @@ import numpy as np
 from tqdm import tqdm
 
 from nitrogen_jax.actions import Gamepad
-from nitrogen_jax.sim_bridge.env import GamepadEnv, make_env
-from nitrogen_jax.sim_bridge.play import actions_per_chunk
+from nitrogen_jax.sim_bridge.env import GamepadEnv
+from nitrogen_jax.sim_bridge.games import make_env
+from nitrogen_jax.sim_bridge.play import execute_chunks
 from nitrogen_jax.sim_bridge.tasks import Progress, Task
 
 CONFIDENCE = 0.95
@@ -45,31 +47,29 @@ def rollout(env: GamepadEnv, task: Task, agent, index: int, execute: int | None 
     """One attempt at `task`: the agent acts every `execute` frames (its whole chunk if None) until decided."""
     obs, info = start_rollout(env, task, index)
     start_info, start_ram = dict(info), env.ram().copy()
-    k = actions_per_chunk(execute, agent.horizon)
     frame, total = 0, 0.0
 
     def result(success: bool, outcome: str) -> Rollout:
         return Rollout(task.name, task.category, agent.name, index, success, frame, total, outcome)
 
-    while True:
-        chunk = agent.act(obs[None])[0]
-        for i in range(k):
-            obs, reward, terminated, truncated, info = env.step(chunk[i])
-            frame += 1
-            total += reward
-            holds = task.success(Progress(frame, total, info, env.ram(), start_info, start_ram))
-            if task.mode == "reach" and holds:
-                return result(True, "success")
-            if task.mode == "survive" and not holds:
-                return result(False, "predicate failed")
-            if terminated or truncated:
-                return result(False, "game over")
-            if frame >= task.time_limit:
-                return result(task.mode == "survive", "success" if task.mode == "survive" else "time limit")
+    for step in execute_chunks(env, agent, obs, execute):
+        frame += 1
+        total += step.reward
+        holds = task.success(Progress(frame, total, step.info, env.ram(), start_info, start_ram))
+        if task.mode == "reach" and holds:
+            return result(True, "success")
+        if task.mode == "survive" and not holds:
+            return result(False, "predicate failed")
+        if step.terminated or step.truncated:
+            return result(False, "game over")
+        if frame >= task.time_limit:
+            return result(task.mode == "survive", "success" if task.mode == "survive" else "time limit")
+    raise AssertionError("execute_chunks never ends on its own")
 
 
-def evaluate(tasks: list[Task], agents: list, rollouts: int, execute: int | None = None,
-             progress: bool = True) -> list[Rollout]:
+def evaluate(
+    tasks: list[Task], agents: list, rollouts: int, execute: int | None = None, progress: bool = True
+) -> list[Rollout]:
     """`rollouts` attempts per task per agent. One environment per task (stable-retro allows one per process)."""
     if rollouts < 1:
         raise ValueError(f"rollouts must be >= 1, got {rollouts}")

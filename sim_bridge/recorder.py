@@ -7,6 +7,7 @@
 Row i of the labels is the input held while video frame i was on screen (the frame the agent saw before acting),
 the public data's convention. The metadata's `original_video.url` is the video's file URI.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,7 +22,7 @@ from nitrogen_jax.sim_bridge.visualize import draw_chunk
 
 def _writer(path: Path, fps: float, size_hw: tuple[int, int]) -> cv2.VideoWriter:
     path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size_hw[1], size_hw[0]))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (size_hw[1], size_hw[0]))
     if not writer.isOpened():
         raise OSError(f"OpenCV cannot open an mp4v video writer for {path}")
     return writer
@@ -51,7 +52,7 @@ class SessionRecorder:
         elif frame.shape[:2] != self._resolution:
             raise ValueError(f"{self.video_path}: frame size changed from {self._resolution} to {frame.shape[:2]}")
         self._video.write(np.ascontiguousarray(frame[:, :, ::-1]))
-        if self.visualize:
+        if self.actions_video_path is not None:
             canvas = draw_chunk(frame, chunk, index)
             if self._actions_video is None:
                 self._actions_video = _writer(self.actions_video_path, self.fps, canvas.shape[:2])
@@ -66,7 +67,17 @@ class SessionRecorder:
         self._video = self._actions_video = None
         if not self._pads:
             return []
-        pads = Gamepad(np.concatenate([p.buttons for p in self._pads]), np.concatenate([p.j_left for p in self._pads]),
-                       np.concatenate([p.j_right for p in self._pads]))
-        return write_chunks(self.out_dir / "actions", self.video_id, pads, fps=self.fps,
-                            video_url=self.video_path.absolute().as_uri(), game=self.game, resolution=self._resolution)
+        pads = Gamepad(
+            np.concatenate([p.buttons for p in self._pads]),
+            np.concatenate([p.j_left for p in self._pads]),
+            np.concatenate([p.j_right for p in self._pads]),
+        )
+        return write_chunks(
+            self.out_dir / "actions",
+            self.video_id,
+            pads,
+            fps=self.fps,
+            video_url=self.video_path.absolute().as_uri(),
+            game=self.game,
+            resolution=self._resolution,
+        )

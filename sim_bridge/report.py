@@ -1,4 +1,5 @@
 """The evaluation report: markdown tables per category and per task, bar plots with confidence intervals, raw JSON."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -53,12 +54,17 @@ def write_report(results: list[Rollout], tasks: list[Task], out_dir: str | Path,
     lines += ["## By category", "", "| category | " + " | ".join(agents) + " |", "|---|" + "---|" * len(agents)]
     lines += [f"| {c} | " + " | ".join(str(by_category[(c, a)]) for a in agents) + " |" for c in categories]
     lines += ["", "![success by category](success_by_category.png)", "", "## By task", ""]
-    lines += ["| task | game | category | success when | limit | " + " | ".join(agents) + " |",
-              "|---|---|---|---|---|" + "---|" * len(agents)]
+    lines += [
+        "| task | game | category | success when | limit | " + " | ".join(agents) + " |",
+        "|---|---|---|---|---|" + "---|" * len(agents),
+    ]
     for t in tasks:
         when = ("keeps " if t.mode == "survive" else "") + t.success.describe
-        lines.append(f"| {t.name} | {t.env} | {t.category} | {when} | {t.time_limit / 60:g} s | "
-                     + " | ".join(str(by_task[(t.name, a)]) for a in agents) + " |")
+        lines.append(
+            f"| {t.name} | {t.env} | {t.category} | {when} | {t.time_limit / 60:g} s | "
+            + " | ".join(str(by_task[(t.name, a)]) for a in agents)
+            + " |"
+        )
     lines += ["", "![success by task](success_by_task.png)", "", "## Tasks", ""]
     lines += [f"- **{t.name}** ({t.env}, {t.category}): {t.description}" for t in tasks]
     outcomes: dict[tuple[str, str], int] = {}

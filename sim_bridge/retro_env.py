@@ -14,6 +14,7 @@ RetroArch's Genesis Plus GX core maps a modern pad by default (positions, not le
 
 stable-retro allows one emulator per process: close an env (or use it in a `with` block) before making another.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,8 +22,16 @@ import numpy as np
 from nitrogen_jax.actions import Gamepad
 from nitrogen_jax.sim_bridge.env import GamepadEnv, directions
 
-GENESIS_BUTTONS = {"west": "A", "south": "B", "east": "C", "left_shoulder": "X", "north": "Y", "right_shoulder": "Z",
-                   "start": "START", "back": "MODE"}
+GENESIS_BUTTONS = {
+    "west": "A",
+    "south": "B",
+    "east": "C",
+    "left_shoulder": "X",
+    "north": "Y",
+    "right_shoulder": "Z",
+    "start": "START",
+    "back": "MODE",
+}
 
 
 def _resolve_game(name: str) -> str:
@@ -32,8 +41,10 @@ def _resolve_game(name: str) -> str:
     for candidate in (name, f"{name}-v0"):
         if candidate in games:
             return candidate
-    raise ValueError(f"retro game {name!r} is not integrated in stable-retro; Genesis games include "
-                     f"{sorted(g for g in games if g.endswith('-Genesis-v0'))[:5]}... (only Airstriker ships its ROM)")
+    raise ValueError(
+        f"retro game {name!r} is not integrated in stable-retro; Genesis games include "
+        f"{sorted(g for g in games if g.endswith('-Genesis-v0'))[:5]}... (only Airstriker ships its ROM)"
+    )
 
 
 class RetroGamepadEnv(GamepadEnv):
@@ -46,10 +57,17 @@ class RetroGamepadEnv(GamepadEnv):
         self._game_id = _resolve_game(game)
         kwargs = {"state": state} if state else {}
         try:
-            self._env = stable_retro.make(self._game_id, use_restricted_actions=stable_retro.Actions.ALL,
-                                          inttype=stable_retro.data.Integrations.ALL, render_mode=None, **kwargs)
+            self._env = stable_retro.make(
+                self._game_id,
+                use_restricted_actions=stable_retro.Actions.ALL,
+                inttype=stable_retro.data.Integrations.ALL,
+                render_mode=None,
+                **kwargs,
+            )
         except FileNotFoundError as e:
-            raise FileNotFoundError(f"retro game {self._game_id}: {e} (import its ROM with `python -m stable_retro.import DIR`)") from None
+            raise FileNotFoundError(
+                f"retro game {self._game_id}: {e} (import its ROM with `python -m stable_retro.import DIR`)"
+            ) from None
         native = self._env.unwrapped.buttons
         if set(GENESIS_BUTTONS.values()) - set(native):
             raise ValueError(f"retro game {self._game_id} has buttons {native}; only the Genesis pad is mapped")
@@ -62,7 +80,7 @@ class RetroGamepadEnv(GamepadEnv):
     def native_action(self, pad: Gamepad) -> np.ndarray:
         """MultiBinary over the core's buttons (B, A, MODE, START, UP, DOWN, LEFT, RIGHT, C, Y, X, Z)."""
         held = {native for std, native in GENESIS_BUTTONS.items() if pad.button(std)[0]}
-        for name, on in zip(("UP", "DOWN", "LEFT", "RIGHT"), directions(pad)):
+        for name, on in zip(("UP", "DOWN", "LEFT", "RIGHT"), directions(pad), strict=False):
             if on:
                 held.add(name)
         return np.array([b in held for b in self._native], dtype=np.int8)

@@ -5,11 +5,12 @@ A task is either *reach* (success the first frame its predicate holds, failure a
 Categories follow the seed's benchmark: combat, navigation, game-specific. RAM addresses are the Atari
 annotations used by AtariARI (Anand et al., 2019), checked against the games here (see tests/test_sim_eval.py).
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -48,11 +49,15 @@ def ram_at_least(address: int, value: int) -> Predicate:
 
 
 def ram_rises(address: int, by: int) -> Predicate:
-    return Predicate(f"RAM[{address}] rises by >= {by}", lambda p: int(p.ram[address]) - int(p.start_ram[address]) >= by)
+    return Predicate(
+        f"RAM[{address}] rises by >= {by}", lambda p: int(p.ram[address]) - int(p.start_ram[address]) >= by
+    )
 
 
 def ram_falls(address: int, by: int) -> Predicate:
-    return Predicate(f"RAM[{address}] falls by >= {by}", lambda p: int(p.start_ram[address]) - int(p.ram[address]) >= by)
+    return Predicate(
+        f"RAM[{address}] falls by >= {by}", lambda p: int(p.start_ram[address]) - int(p.ram[address]) >= by
+    )
 
 
 def ram_unchanged(address: int) -> Predicate:
@@ -100,28 +105,80 @@ class Task:
 
 
 TASKS: tuple[Task, ...] = (
-    Task("airstriker_destroy_enemy", "retro:Airstriker-Genesis", "combat",
-         "Shoot down one enemy (score +20) within 15 s of the level start.",
-         info_rises("score", 20), time_limit=900),
-    Task("spaceinvaders_kill_3", "ale:SpaceInvaders", "combat",
-         "Destroy three invaders (RAM 17 counts those left) within 15 s.", ram_falls(17, 3), time_limit=900),
-    Task("boxing_land_punch", "ale:Boxing", "combat",
-         "Land a scoring punch (RAM 18 is the player's score) within 20 s.", ram_at_least(18, 1), time_limit=1200),
-    Task("freeway_cross", "ale:Freeway", "navigation",
-         "Get the chicken across all ten lanes (RAM 103 is the score) within 20 s.", ram_at_least(103, 1),
-         time_limit=1200),
-    Task("freeway_halfway", "ale:Freeway", "navigation",
-         "Get the chicken past the median (RAM 14 is its height, 6 at the kerb) within 10 s.", ram_at_least(14, 90),
-         time_limit=600),
-    Task("mspacman_eat_30", "ale:MsPacman", "navigation",
-         "Eat 30 pellets (10 points each) within 25 s, finding a path through the maze.", reward_at_least(300),
-         time_limit=1500),
-    Task("breakout_break_brick", "ale:Breakout", "game-specific",
-         "Serve the ball and break a brick within 10 s.", reward_at_least(1), time_limit=600),
-    Task("pong_hold_serve", "ale:Pong", "game-specific",
-         "Concede no point for 8 s (RAM 13 is the opponent's score).", ram_unchanged(13), time_limit=480, mode="survive"),
-    Task("airstriker_keep_lives", "retro:Airstriker-Genesis", "game-specific",
-         "Lose no life for 10 s of the level.", info_kept("lives"), time_limit=600, mode="survive"),
+    Task(
+        "airstriker_destroy_enemy",
+        "retro:Airstriker-Genesis",
+        "combat",
+        "Shoot down one enemy (score +20) within 15 s of the level start.",
+        info_rises("score", 20),
+        time_limit=900,
+    ),
+    Task(
+        "spaceinvaders_kill_3",
+        "ale:SpaceInvaders",
+        "combat",
+        "Destroy three invaders (RAM 17 counts those left) within 15 s.",
+        ram_falls(17, 3),
+        time_limit=900,
+    ),
+    Task(
+        "boxing_land_punch",
+        "ale:Boxing",
+        "combat",
+        "Land a scoring punch (RAM 18 is the player's score) within 20 s.",
+        ram_at_least(18, 1),
+        time_limit=1200,
+    ),
+    Task(
+        "freeway_cross",
+        "ale:Freeway",
+        "navigation",
+        "Get the chicken across all ten lanes (RAM 103 is the score) within 20 s.",
+        ram_at_least(103, 1),
+        time_limit=1200,
+    ),
+    Task(
+        "freeway_halfway",
+        "ale:Freeway",
+        "navigation",
+        "Get the chicken past the median (RAM 14 is its height, 6 at the kerb) within 10 s.",
+        ram_at_least(14, 90),
+        time_limit=600,
+    ),
+    Task(
+        "mspacman_eat_30",
+        "ale:MsPacman",
+        "navigation",
+        "Eat 30 pellets (10 points each) within 25 s, finding a path through the maze.",
+        reward_at_least(300),
+        time_limit=1500,
+    ),
+    Task(
+        "breakout_break_brick",
+        "ale:Breakout",
+        "game-specific",
+        "Serve the ball and break a brick within 10 s.",
+        reward_at_least(1),
+        time_limit=600,
+    ),
+    Task(
+        "pong_hold_serve",
+        "ale:Pong",
+        "game-specific",
+        "Concede no point for 8 s (RAM 13 is the opponent's score).",
+        ram_unchanged(13),
+        time_limit=480,
+        mode="survive",
+    ),
+    Task(
+        "airstriker_keep_lives",
+        "retro:Airstriker-Genesis",
+        "game-specific",
+        "Lose no life for 10 s of the level.",
+        info_kept("lives"),
+        time_limit=600,
+        mode="survive",
+    ),
 )
 TASKS_BY_NAME = {t.name: t for t in TASKS}
 
@@ -135,6 +192,8 @@ def select_tasks(selection: str = "all") -> list[Task]:
     names = [s.strip() for s in selection.split(",") if s.strip()]
     unknown = [n for n in names if n not in TASKS_BY_NAME]
     if unknown or not names:
-        raise ValueError(f"unknown tasks {unknown or selection!r}; expected 'all', a category {CATEGORIES} or names from "
-                         f"{sorted(TASKS_BY_NAME)}")
+        raise ValueError(
+            f"unknown tasks {unknown or selection!r}; expected 'all', a category {CATEGORIES} or names from "
+            f"{sorted(TASKS_BY_NAME)}"
+        )
     return [TASKS_BY_NAME[n] for n in names]

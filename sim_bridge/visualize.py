@@ -4,6 +4,7 @@ Left, the game frame; right, the chunk as a button timeline (one row per standar
 the action being executed outlined) and the two sticks' predicted paths (the executed position as a dot).
 Seeing what a policy intends, frame by frame, is the quickest way to tell a confused model from a broken bridge.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -22,8 +23,9 @@ def draw_chunk(frame: np.ndarray, chunk: Gamepad, index: int) -> np.ndarray:
     canvas[:, :PANEL] = cv2.resize(frame, (PANEL, PANEL), interpolation=cv2.INTER_NEAREST)
     _draw_timeline(canvas, chunk, index, x0=PANEL + 96, y0=8, width=PANEL - 104, height=PANEL - 150)
     for k, stick in enumerate(STICKS):
-        _draw_stick(canvas, getattr(chunk, stick), index, center=(PANEL + 96 + 70 + 150 * k, PANEL - 72), radius=50,
-                    label=stick)
+        _draw_stick(
+            canvas, getattr(chunk, stick), index, center=(PANEL + 96 + 70 + 150 * k, PANEL - 72), radius=50, label=stick
+        )
     return canvas
 
 

@@ -1,4 +1,5 @@
 """Shared by the sim bridge's tests: one tiny random-weight policy per test session (init + compile take seconds)."""
+
 import functools
 
 from nitrogen_jax import Policy

@@ -1,4 +1,5 @@
 """The public label layout: write/read round trips (folders and tar shards), metadata, and bad-label errors."""
+
 import json
 import tarfile
 
@@ -18,8 +19,17 @@ def random_pad(t, seed=0):
 
 def test_round_trip_splits_into_public_chunks(tmp_path):
     pad = random_pad(2500)
-    dirs = write_chunks(tmp_path, "vidA", pad, video_url="https://example.org/v", start_frame=90, game="Pong",
-                        video_fps=30, bbox_controller_overlay=[10, 20, 30, 40], bbox_others=[[0, 0, 5, 5]])
+    dirs = write_chunks(
+        tmp_path,
+        "vidA",
+        pad,
+        video_url="https://example.org/v",
+        start_frame=90,
+        game="Pong",
+        video_fps=30,
+        bbox_controller_overlay=[10, 20, 30, 40],
+        bbox_others=[[0, 0, 5, 5]],
+    )
     assert [d.name for d in dirs] == ["vidA_chunk_0000", "vidA_chunk_0001", "vidA_chunk_0002"]
     assert {p.name for p in dirs[0].iterdir()} == {"actions_raw.parquet", "metadata.json"}
     table = pq.read_table(dirs[0] / "actions_raw.parquet")
@@ -27,7 +37,12 @@ def test_round_trip_splits_into_public_chunks(tmp_path):
     assert all(pa.types.is_boolean(table.schema.field(b).type) for b in STANDARD_BUTTONS)
     raw = json.loads((dirs[1] / "metadata.json").read_text())
     # chunk 1 starts 1200 label rows (20 s) later: 600 frames of the 30 fps video after frame 90
-    assert raw["original_video"] == {"url": "https://example.org/v", "start_frame": 690, "start_time": 23.0, "fps": 30.0}
+    assert raw["original_video"] == {
+        "url": "https://example.org/v",
+        "start_frame": 690,
+        "start_time": 23.0,
+        "fps": 30.0,
+    }
     assert raw["chunk_size"] == 1200 and raw["game"] == "Pong" and raw["bbox_controller_overlay"] == [10, 20, 30, 40]
 
     refs = find_chunks(tmp_path)
@@ -50,9 +65,11 @@ def test_reads_chunks_inside_tar_shards(tmp_path):
     with tarfile.open(shard, "w:gz") as tar:
         tar.add(tmp_path / "tree" / "vidB", arcname="SHARD_0000/vidB")
     refs = find_chunks(shard)
-    assert [(r.index, r.member) for r in refs] == [(0, "SHARD_0000/vidB/vidB_chunk_0000"),
-                                                   (1, "SHARD_0000/vidB/vidB_chunk_0001"),
-                                                   (2, "SHARD_0000/vidB/vidB_chunk_0002")]
+    assert [(r.index, r.member) for r in refs] == [
+        (0, "SHARD_0000/vidB/vidB_chunk_0000"),
+        (1, "SHARD_0000/vidB/vidB_chunk_0001"),
+        (2, "SHARD_0000/vidB/vidB_chunk_0002"),
+    ]
     g, meta = read_chunk(refs[2])
     np.testing.assert_array_equal(g.j_left, pad.j_left[240:])
     assert meta.start_frame == 240
@@ -72,20 +89,38 @@ def _rewrite(chunk_dir, fn):
     return path
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda t: t.drop_columns(["dpad_up"]), r"missing columns \['dpad_up'\]"),
-    (lambda t: t.set_column(t.column_names.index("south"), "south", pa.array(["x"] * t.num_rows)),
-     r"column 'south' has type string, expected bool"),
-    (lambda t: t.set_column(t.column_names.index("east"), "east", pa.array([2] * t.num_rows)),
-     r"column 'east' row 0 = 2, expected a boolean"),
-    (lambda t: t.set_column(t.column_names.index("j_left"), "j_left",
-                            pa.array([[float("nan"), 0.0]] + [[0.0, 0.0]] * (t.num_rows - 1))),
-     r"column 'j_left' row 0 = \[nan, 0.0\], expected finite"),
-    (lambda t: t.set_column(t.column_names.index("j_right"), "j_right", pa.array([[0.0, 0.0, 1.0]] * t.num_rows)),
-     r"column 'j_right' row 0 has 3 values, expected \[x, y\]"),
-    (lambda t: t.set_column(t.column_names.index("j_right"), "j_right", pa.array([[0.0, 3.0]] * t.num_rows)),
-     r"column 'j_right' row 0 = \[0.0, 3.0\]"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda t: t.drop_columns(["dpad_up"]), r"missing columns \['dpad_up'\]"),
+        (
+            lambda t: t.set_column(t.column_names.index("south"), "south", pa.array(["x"] * t.num_rows)),
+            r"column 'south' has type string, expected bool",
+        ),
+        (
+            lambda t: t.set_column(t.column_names.index("east"), "east", pa.array([2] * t.num_rows)),
+            r"column 'east' row 0 = 2, expected a boolean",
+        ),
+        (
+            lambda t: t.set_column(
+                t.column_names.index("j_left"),
+                "j_left",
+                pa.array([[float("nan"), 0.0]] + [[0.0, 0.0]] * (t.num_rows - 1)),
+            ),
+            r"column 'j_left' row 0 = \[nan, 0.0\], expected finite",
+        ),
+        (
+            lambda t: t.set_column(
+                t.column_names.index("j_right"), "j_right", pa.array([[0.0, 0.0, 1.0]] * t.num_rows)
+            ),
+            r"column 'j_right' row 0 has 3 values, expected \[x, y\]",
+        ),
+        (
+            lambda t: t.set_column(t.column_names.index("j_right"), "j_right", pa.array([[0.0, 3.0]] * t.num_rows)),
+            r"column 'j_right' row 0 = \[0.0, 3.0\]",
+        ),
+    ],
+)
 def test_bad_labels_name_file_and_column(tmp_path, edit, message):
     (chunk,) = write_chunks(tmp_path, "vidC", random_pad(50))
     path = _rewrite(chunk, edit)

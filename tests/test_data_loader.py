@@ -1,5 +1,6 @@
 """The Grain loader over real shards: batch contract, exact resume (in-process and with worker processes),
 seeded shuffle, per-process sharding, augmentations, corrupt/truncated/empty shards, global arrays on a mesh."""
+
 import gc
 import hashlib
 import os
@@ -26,8 +27,11 @@ def shards(tmp_path_factory):
 
 def digests(batches):
     """One digest per sample (frame + actions), to compare sample sets across loaders."""
-    return [hashlib.sha1(b["frames"][i].tobytes() + b["actions"][i].tobytes()).hexdigest()
-            for b in batches for i in range(len(b["frames"]))]
+    return [
+        hashlib.sha1(b["frames"][i].tobytes() + b["actions"][i].tobytes()).hexdigest()
+        for b in batches
+        for i in range(len(b["frames"]))
+    ]
 
 
 def test_batch_contract(shards):
@@ -49,7 +53,7 @@ def test_resume_continues_the_exact_sequence(shards):
     resumed = make_loader(shards, batch_size=8, seed=3, action_horizon=H)
     resumed.set_state(state)
     got = [next(resumed) for _ in range(40)]
-    for a, b in zip(expected, got):
+    for a, b in zip(expected, got, strict=False):
         for k in a:
             np.testing.assert_array_equal(a[k], b[k])
 
@@ -73,13 +77,28 @@ def test_resume_with_worker_processes(shards):
 def test_epoch_shuffle_and_process_shards(shards):
     n = len(TFRecordSource(shards))
     assert n == 240
-    plain = digests(make_loader(shards, batch_size=8, seed=0, action_horizon=H, augment=False, shuffle=False, num_epochs=1))
+    plain = digests(
+        make_loader(shards, batch_size=8, seed=0, action_horizon=H, augment=False, shuffle=False, num_epochs=1)
+    )
     a = digests(make_loader(shards, batch_size=8, seed=0, action_horizon=H, augment=False, num_epochs=1))
     b = digests(make_loader(shards, batch_size=8, seed=1, action_horizon=H, augment=False, num_epochs=1))
     assert len(plain) == n and sorted(a) == sorted(plain) == sorted(b)  # each record once per epoch
     assert a != plain and a != b  # shuffled, by seed
-    parts = [digests(make_loader(shards, batch_size=8, seed=0, action_horizon=H, augment=False, num_epochs=1,
-                                 shard_index=i, shard_count=3)) for i in range(3)]
+    parts = [
+        digests(
+            make_loader(
+                shards,
+                batch_size=8,
+                seed=0,
+                action_horizon=H,
+                augment=False,
+                num_epochs=1,
+                shard_index=i,
+                shard_count=3,
+            )
+        )
+        for i in range(3)
+    ]
     assert [len(p) for p in parts] == [80, 80, 80] and sorted(sum(parts, [])) == sorted(plain)
 
 
@@ -107,7 +126,7 @@ def test_bad_shards_are_counted_or_fatal(shards, tmp_path):
     raw = bytearray(first.read_bytes())
     raw[int(index[5, 0]) + 40] ^= 0xFF  # corrupt record 5's data
     first.write_bytes(raw)
-    second.write_bytes(second.read_bytes()[:int(read_index(second)[100, 0]) + 30])  # truncate inside record 100
+    second.write_bytes(second.read_bytes()[: int(read_index(second)[100, 0]) + 30])  # truncate inside record 100
     (bad / "empty.tfrecord").write_bytes(b"")
     (bad / "empty.tfrecord.index").write_bytes(b"")
 

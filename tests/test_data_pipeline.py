@@ -1,5 +1,6 @@
 """The Beam preprocessing on the local runner, over real Atari videos: every written frame/chunk pair is checked
 against the source video and the actions taken; bad inputs are skipped and counted, or fail under strict."""
+
 import json
 import os
 import shutil
@@ -56,8 +57,8 @@ def reference_frame(frame):
     """The training frame made independently: boxes blacked, game area cropped, INTER_AREA to 256."""
     frame = frame.copy()
     for x, y, w, h in (OVERLAY, WEBCAM):
-        frame[y:y + h, x:x + w] = 0
-    return cv2.resize(frame[GAME_Y:GAME_Y + 210, GAME_X:GAME_X + 160], (256, 256), interpolation=cv2.INTER_AREA)
+        frame[y : y + h, x : x + w] = 0
+    return cv2.resize(frame[GAME_Y : GAME_Y + 210, GAME_X : GAME_X + 160], (256, 256), interpolation=cv2.INTER_AREA)
 
 
 def test_every_frame_and_chunk_matches_the_source(sample):
@@ -84,7 +85,10 @@ def test_every_frame_and_chunk_matches_the_source(sample):
             np.testing.assert_array_equal(s.actions[inside], encoded[rows[inside]])
             assert not s.actions[~inside].any()
         # most neighbouring frames differ, so a one-frame misalignment would fail the byte comparison above
-        differ = [np.any(reference_frame(frames[i]) != reference_frame(frames[i + 1])) for i in range(ds.lead_in, ds.lead_in + 239)]
+        differ = [
+            np.any(reference_frame(frames[i]) != reference_frame(frames[i + 1]))
+            for i in range(ds.lead_in, ds.lead_in + 239)
+        ]
         assert np.mean(differ) > 0.5
     stats = manifest["action_stats"]
     assert stats["right_up"] == {"mean": 0.0, "std": 0.0, "min": 0.0, "max": 0.0}
@@ -94,9 +98,32 @@ def test_every_frame_and_chunk_matches_the_source(sample):
 def test_cli_seed_layout_resamples_to_30hz(sample, tmp_path):
     ds, _ = sample
     out = tmp_path / "seed"
-    assert cli_main(["preprocess", "--labels", str(ds.labels_dir), "--videos", str(ds.videos_dir), "--out", str(out),
-                     "--layout", "seed", "--horizon", "16", "--action-fps", "30", "--shift", "1",
-                     "--frame-stride", "4", "--", "--runner=DirectRunner"]) == 0
+    assert (
+        cli_main(
+            [
+                "preprocess",
+                "--labels",
+                str(ds.labels_dir),
+                "--videos",
+                str(ds.videos_dir),
+                "--out",
+                str(out),
+                "--layout",
+                "seed",
+                "--action-horizon",
+                "16",
+                "--action-fps",
+                "30",
+                "--action-shift",
+                "1",
+                "--frame-stride",
+                "4",
+                "--",
+                "--runner=DirectRunner",
+            ]
+        )
+        == 0
+    )
     assert cli_main(["check-shards", str(out)]) == 0
     samples = read_all(out)
     assert len(samples) == 2 * 60 and {s.label_row % 4 for s in samples} == {0}
@@ -129,14 +156,20 @@ def bad_inputs(sample, tmp_path_factory):
     gappy = write_chunks(labels, "gappy", pacman, start_frame=ds.lead_in, chunk_size=100)
     t = pq.read_table(gappy[1] / "actions_raw.parquet")
     sticks = [[float("nan"), 0.0]] + t.column("j_left").to_pylist()[1:]
-    pq.write_table(t.set_column(t.column_names.index("j_left"), "j_left", pa.array(sticks)), gappy[1] / "actions_raw.parquet")
+    pq.write_table(
+        t.set_column(t.column_names.index("j_left"), "j_left", pa.array(sticks)), gappy[1] / "actions_raw.parquet"
+    )
     t = pq.read_table(gappy[2] / "actions_raw.parquet")
     pq.write_table(t.drop_columns(["start"]), gappy[2] / "actions_raw.parquet")
     (labels / "SHARD_0001.tar.gz").write_bytes(b"\x1f\x8b not really a gzip tar")
     (root / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video" * 10)
     write_video(root / "short.mp4", video_frames(src_video)[:50], 60)
-    vmap = {"idle": str(src_video), "broken": str(root / "broken.mp4"), "short": str(root / "short.mp4"),
-            "gappy": str(src_video)}
+    vmap = {
+        "idle": str(src_video),
+        "broken": str(root / "broken.mp4"),
+        "short": str(root / "short.mp4"),
+        "gappy": str(src_video),
+    }
     (root / "videos.json").write_text(json.dumps(vmap))
     return root, labels, pacman
 
@@ -147,7 +180,9 @@ def test_bad_inputs_are_skipped_and_counted(bad_inputs):
     cfg = PreprocessConfig(action_horizon=H, density_window_s=1.0)
     m = run_preprocess([labels], root / "videos.json", out, cfg)
     c = m["counts"]
-    assert c["videos"] == 5 and c["videos_skipped"] == 2 and c["chunks_skipped"] == 2 and c["label_sources_skipped"] == 1
+    assert (
+        c["videos"] == 5 and c["videos_skipped"] == 2 and c["chunks_skipped"] == 2 and c["label_sources_skipped"] == 1
+    )
     assert c["chunks_of_skipped_videos"] == 6  # ghost and broken: 3 chunks each
     assert c["samples_without_frame"] == 50  # short: 100 labelled rows, a 50-frame video
     reasons = {(s["kind"], os.path.basename(s["input"].split(":")[0].rstrip("/"))): s["reason"] for s in m["skipped"]}
@@ -159,13 +194,16 @@ def test_bad_inputs_are_skipped_and_counted(bad_inputs):
     assert "missing columns ['start']" in reasons[("chunks_skipped", "gappy_chunk_0002")]
 
     samples = read_all(out)
-    by_video = {v: sorted((s for s in samples if s.video_id == v), key=lambda s: s.label_row) for v in ("idle", "short", "gappy")}
+    by_video = {
+        v: sorted((s for s in samples if s.video_id == v), key=lambda s: s.label_row)
+        for v in ("idle", "short", "gappy")
+    }
     # the idle video: the 1 s windows of its second half have no action and are dropped
     assert [s.label_row for s in by_video["idle"]] == list(range(120))
     assert [s.label_row for s in by_video["short"]] == list(range(50))
     # gappy keeps chunk 0 only, minus the 1 s windows where the sticky random play was mostly NOOP
     act = active(Gamepad(pacman.buttons[:100], pacman.j_left[:100], pacman.j_right[:100]))
-    kept = [r for r in range(100) if act[r // 60 * 60:r // 60 * 60 + 60].mean() >= 0.5]
+    kept = [r for r in range(100) if act[r // 60 * 60 : r // 60 * 60 + 60].mean() >= 0.5]
     assert [s.label_row for s in by_video["gappy"]] == kept
     last = by_video["gappy"][-1]
     assert last.action_mask[:, 0].tolist() == [1.0] * (100 - last.label_row) + [0.0] * (H - 100 + last.label_row)
@@ -177,11 +215,15 @@ def test_bad_inputs_are_skipped_and_counted(bad_inputs):
 def test_strict_fails_on_the_first_bad_input(bad_inputs, tmp_path):
     root, labels, _ = bad_inputs
     with pytest.raises(Exception, match=r"SHARD_0001.tar.gz: unreadable tar shard"):
-        run_preprocess([labels], root / "videos.json", tmp_path / "strict", PreprocessConfig(action_horizon=H, strict=True))
+        run_preprocess(
+            [labels], root / "videos.json", tmp_path / "strict", PreprocessConfig(action_horizon=H, strict=True)
+        )
     only_short = tmp_path / "labels"
     shutil.copytree(labels / "short", only_short / "short")
     with pytest.raises(Exception, match=r"short.mp4: the video ends before frame 99"):
-        run_preprocess([only_short], root / "videos.json", tmp_path / "strict2", PreprocessConfig(action_horizon=H, strict=True))
+        run_preprocess(
+            [only_short], root / "videos.json", tmp_path / "strict2", PreprocessConfig(action_horizon=H, strict=True)
+        )
 
 
 def test_sample_data_is_deterministic(sample, tmp_path):
@@ -194,10 +236,12 @@ def test_sample_data_is_deterministic(sample, tmp_path):
 
 
 def test_preprocess_targets_come_from_flags_then_preset_then_defaults():
-    from nitrogen_jax.cli import build_parser
-    from nitrogen_jax.data.cli import _targets
+    from nitrogen_jax.cli import parse
 
-    parse = lambda *a: build_parser().parse_args(["preprocess", "--labels", "l", "--videos", "v", "--out", "o", *a])  # noqa: E731
-    assert _targets(parse()) == ("release", 18, 60.0)
-    assert _targets(parse("--preset", "seed")) == ("seed", 16, 30.0)
-    assert _targets(parse("--preset", "seed", "--horizon", "8")) == ("seed", 8, 30.0)
+    def targets(*flags):
+        c = parse(["preprocess", "--labels", "l", "--videos", "v", "--out", "o", *flags]).config
+        return c.layout, c.action_horizon, c.action_fps
+
+    assert targets() == ("release", 18, 60.0)
+    assert targets("--preset", "seed") == ("seed", 16, 30.0)
+    assert targets("--preset", "seed", "--action-horizon", "8") == ("seed", 8, 30.0)

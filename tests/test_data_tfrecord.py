@@ -1,4 +1,5 @@
 """TFRecord framing checked byte by byte against the spec (with an independent CRC32C), index sidecar, errors."""
+
 import os
 import struct
 
@@ -38,14 +39,14 @@ def test_framing_follows_the_spec(tmp_path):
         (length,) = struct.unpack_from("<Q", raw, pos)
         (len_crc,) = struct.unpack_from("<I", raw, pos + 8)
         assert length == len(rec)
-        assert len_crc == masked_reference(raw[pos:pos + 8])
-        assert raw[pos + 12:pos + 12 + length] == rec
+        assert len_crc == masked_reference(raw[pos : pos + 8])
+        assert raw[pos + 12 : pos + 12 + length] == rec
         (data_crc,) = struct.unpack_from("<I", raw, pos + 12 + length)
         assert data_crc == masked_reference(rec)
         pos += 12 + length + 4
     assert pos == len(raw)
     index = read_index(path)
-    assert index.tolist() == [[o, len(r)] for o, r in zip(offsets, RECORDS)]
+    assert index.tolist() == [[o, len(r)] for o, r in zip(offsets, RECORDS, strict=False)]
     fd = os.open(path, os.O_RDONLY)
     try:
         assert [read_record(fd, int(o), int(n), str(path)) for o, n in index] == RECORDS
@@ -73,7 +74,7 @@ def test_corruption_is_reported_with_file_and_offset(tmp_path):
             read_record(fd, off, int(index[2, 1]), str(path))
     finally:
         os.close(fd)
-    path.write_bytes(bytes(raw[:int(index[3, 0]) + 20]))  # cut inside record 3
+    path.write_bytes(bytes(raw[: int(index[3, 0]) + 20]))  # cut inside record 3
     with pytest.raises(RecordError, match=rf"@ offset {off}: length CRC"):
         list(scan_records(path))
 
@@ -87,15 +88,21 @@ def test_truncated_scan_and_rebuilt_index(tmp_path):
         read_index(path)
     assert rebuild_index(path) == len(RECORDS)
     np.testing.assert_array_equal(read_index(path), index)
-    path.write_bytes(path.read_bytes()[:int(index[3, 0]) + 20])
+    path.write_bytes(path.read_bytes()[: int(index[3, 0]) + 20])
     with pytest.raises(RecordError, match=rf"@ offset {int(index[3, 0])}: truncated record"):
         list(scan_records(path))
 
 
 def test_example_round_trip():
     rng = np.random.default_rng(0)
-    s = Sample(b"\xff\xd8jpeg", rng.random((18, 25)).astype(np.float32), (rng.random((18, 25)) > 0.5).astype(np.float32),
-               "vid", 12, 15)
+    s = Sample(
+        b"\xff\xd8jpeg",
+        rng.random((18, 25)).astype(np.float32),
+        (rng.random((18, 25)) > 0.5).astype(np.float32),
+        "vid",
+        12,
+        15,
+    )
     back = decode_sample(encode_sample(s))
     assert (back.jpeg, back.video_id, back.label_row, back.frame_index) == (s.jpeg, "vid", 12, 15)
     np.testing.assert_array_equal(back.actions, s.actions)

@@ -1,4 +1,5 @@
 """Weight import against real references: transformers' SiglipVisionModel and a release-format checkpoint."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,7 +16,7 @@ from nitrogen_jax import Policy  # noqa: E402
 from nitrogen_jax.cli import main as cli_main  # noqa: E402
 from nitrogen_jax.config import get_config  # noqa: E402
 from nitrogen_jax.convert.keymap import KeyMismatchError  # noqa: E402
-from nitrogen_jax.convert.siglip import init_from_siglip, load_siglip_vision  # noqa: E402
+from nitrogen_jax.convert.siglip import load_siglip_vision  # noqa: E402
 from nitrogen_jax.vision import SiglipVisionTower  # noqa: E402
 from tests.torch_reference import ReleaseReference  # noqa: E402
 
@@ -39,8 +40,15 @@ def randomize_(module: torch.nn.Module, seed: int) -> None:
 
 
 def siglip_config(**kw) -> SiglipVisionConfig:
-    return SiglipVisionConfig(hidden_size=WIDTH, intermediate_size=64, num_hidden_layers=2, num_attention_heads=HEADS,
-                              image_size=256, patch_size=16, **kw)
+    return SiglipVisionConfig(
+        hidden_size=WIDTH,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=HEADS,
+        image_size=256,
+        patch_size=16,
+        **kw,
+    )
 
 
 def test_vision_tower_matches_transformers_siglip(tmp_path):
@@ -61,12 +69,16 @@ def test_siglip_weights_start_a_policy(tmp_path):
     hf = SiglipVisionModel(siglip_config()).eval()
     randomize_(hf, 1)
     hf.save_pretrained(tmp_path)
-    policy = init_from_siglip("tiny", tmp_path)
-    np.testing.assert_array_equal(policy.params["vision"]["patch_embed"]["bias"], hf.embeddings.patch_embedding.bias.detach().numpy())
+    policy = Policy.from_siglip("tiny", tmp_path)
+    np.testing.assert_array_equal(
+        policy.params["vision"]["patch_embed"]["bias"], hf.embeddings.patch_embedding.bias.detach().numpy()
+    )
     assert cli_main(["convert", str(tmp_path), str(tmp_path / "policy"), "--preset", "tiny"]) == 0
-    jax.tree.map(np.testing.assert_array_equal, Policy.load(tmp_path / "policy").params["vision"], policy.params["vision"])
+    jax.tree.map(
+        np.testing.assert_array_equal, Policy.load(tmp_path / "policy").params["vision"], policy.params["vision"]
+    )
     with pytest.raises(ValueError, match="expects"):
-        init_from_siglip("tiny", tmp_path, vision=siglip_like(depth=3))
+        Policy.from_siglip("tiny", tmp_path, vision=siglip_like(depth=3))
 
 
 def siglip_like(**changes):
@@ -78,8 +90,16 @@ CONTEXT_LEN = 260  # 256 image tokens left-padded with 4 zero vectors, as the re
 
 def make_reference(seed: int = 0) -> ReleaseReference:
     torch.manual_seed(seed)
-    ref = ReleaseReference(siglip_config(), heads=HEADS, head_dim=16, mixer_layers=2, dit_layers=3, action_dim=25,
-                           max_seq_len=32, context_len=CONTEXT_LEN).eval()
+    ref = ReleaseReference(
+        siglip_config(),
+        heads=HEADS,
+        head_dim=16,
+        mixer_layers=2,
+        dit_layers=3,
+        action_dim=25,
+        max_seq_len=32,
+        context_len=CONTEXT_LEN,
+    ).eval()
     randomize_(ref, seed)
     return ref
 
@@ -87,11 +107,27 @@ def make_reference(seed: int = 0) -> ReleaseReference:
 CKPT_CONFIG = {
     "experiment_name": "tiny-test",
     "model_cfg": {
-        "hidden_size": 32, "action_dim": 25, "action_horizon": 18, "noise_beta_alpha": 1.6, "noise_beta_beta": 0.8,
-        "noise_s": 0.999, "num_timestep_buckets": 1000, "num_inference_timesteps": 4, "add_pos_embed": True,
-        "max_seq_len": 32, "vision_encoder_name": "tiny-siglip", "vision_hidden_size": 32,
-        "diffusion_model_cfg": {"num_layers": 3, "num_attention_heads": 2, "attention_head_dim": 16, "dropout": 0.2,
-                                "norm_type": "ada_norm", "interleave_self_attention": True, "final_dropout": True},
+        "hidden_size": 32,
+        "action_dim": 25,
+        "action_horizon": 18,
+        "noise_beta_alpha": 1.6,
+        "noise_beta_beta": 0.8,
+        "noise_s": 0.999,
+        "num_timestep_buckets": 1000,
+        "num_inference_timesteps": 4,
+        "add_pos_embed": True,
+        "max_seq_len": 32,
+        "vision_encoder_name": "tiny-siglip",
+        "vision_hidden_size": 32,
+        "diffusion_model_cfg": {
+            "num_layers": 3,
+            "num_attention_heads": 2,
+            "attention_head_dim": 16,
+            "dropout": 0.2,
+            "norm_type": "ada_norm",
+            "interleave_self_attention": True,
+            "final_dropout": True,
+        },
         "vl_self_attention_cfg": {"num_layers": 2, "num_attention_heads": 2, "attention_head_dim": 16, "dropout": 0.2},
     },
     "tokenizer_cfg": {"max_sequence_length": CONTEXT_LEN},
@@ -119,12 +155,20 @@ def test_release_checkpoint_matches_reference(release_ckpt):
     ref, path = release_ckpt
     policy = Policy.from_release_checkpoint(path, **OPTIONS)
     c = policy.config
-    assert (c.vision.depth, c.mixer.num_layers, c.dit.num_layers, c.context_len, c.num_steps) == (2, 2, 3, CONTEXT_LEN, 4)
+    assert (c.vision.depth, c.mixer.num_layers, c.dit.num_layers, c.context_len, c.num_steps) == (
+        2,
+        2,
+        3,
+        CONTEXT_LEN,
+        4,
+    )
     assert c.dit.dropout == 0.2 and c.dit.final_dropout and c.action_layout == "release"
     frames, actions, t = inputs()
     buckets = np.floor(t * np.float32(1000)).astype(np.int64)
     with torch.no_grad():
-        want = ref.velocity(ref.encode(torch.from_numpy(frames)), torch.from_numpy(actions), torch.from_numpy(buckets)).numpy()
+        want = ref.velocity(
+            ref.encode(torch.from_numpy(frames)), torch.from_numpy(actions), torch.from_numpy(buckets)
+        ).numpy()
     assert rel_err(policy.velocity(frames, actions, t), want) <= 1e-5
     noise = np.random.default_rng(1).normal(size=(2, 18, 25)).astype(np.float32)
     with torch.no_grad():
@@ -140,7 +184,9 @@ def test_converted_policy_saves_and_reloads_identically(release_ckpt, tmp_path):
     assert loaded.config == direct.config
     frames, _, _ = inputs()
     noise = np.random.default_rng(2).normal(size=(2, 18, 25)).astype(np.float32)
-    np.testing.assert_array_equal(np.asarray(loaded.sample(frames, noise=noise)), np.asarray(direct.sample(frames, noise=noise)))
+    np.testing.assert_array_equal(
+        np.asarray(loaded.sample(frames, noise=noise)), np.asarray(direct.sample(frames, noise=noise))
+    )
     loaded.save(tmp_path / "again")
     again = Policy.load(tmp_path / "again")
     jax.tree.map(np.testing.assert_array_equal, again.params, loaded.params)
@@ -194,7 +240,13 @@ def test_config_objects_are_read_as_inert_data(release_ckpt, tmp_path):
 
     ref, _ = release_ckpt
     path = tmp_path / "objects.pt"
-    torch.save({"model": ref.state_dict(), "ckpt_config": dict(CKPT_CONFIG, model_cfg=OmegaLikeConfig(CKPT_CONFIG["model_cfg"]))}, path)
+    torch.save(
+        {
+            "model": ref.state_dict(),
+            "ckpt_config": dict(CKPT_CONFIG, model_cfg=OmegaLikeConfig(CKPT_CONFIG["model_cfg"])),
+        },
+        path,
+    )
     config, _, report = load_release_checkpoint(path, **OPTIONS)
     assert config.num_steps == 4 and config.dit.num_layers == 3  # read through the inert stand-in
     assert report.stand_ins == [f"{__name__}.OmegaLikeConfig"]

@@ -1,4 +1,5 @@
 """The model's shapes and sizes, flow-matching conventions, the compiled sampler, and input checks."""
+
 from __future__ import annotations
 
 import jax
@@ -122,12 +123,18 @@ def test_bf16_compute_keeps_fp32_params_and_tracks_fp32(policy):
 
 
 def test_bad_inputs_name_what_was_expected(policy):
-    good_frames, good_actions, good_t = frames_for(2), np.zeros((2, 18, 25), np.float32), np.array([0.1, 0.5], np.float32)
+    good_frames, good_actions, good_t = (
+        frames_for(2),
+        np.zeros((2, 18, 25), np.float32),
+        np.array([0.1, 0.5], np.float32),
+    )
     with pytest.raises(ValueError, match=r"frames must be uint8 \[B, 256, 256, 3\] RGB, got uint8 \(2, 224, 224, 3\)"):
         policy.sample(np.zeros((2, 224, 224, 3), np.uint8))
     with pytest.raises(ValueError, match="frames must be uint8.*got float32"):
         policy.sample(good_frames.astype(np.float32))
-    with pytest.raises(ValueError, match=r"actions must be float32 \[B=2, H=18, A=25\] \(release layout\), got float32 \(2, 16, 20\)"):
+    with pytest.raises(
+        ValueError, match=r"actions must be float32 \[B=2, H=18, A=25\] \(release layout\), got float32 \(2, 16, 20\)"
+    ):
         policy.velocity(good_frames, np.zeros((2, 16, 20), np.float32), good_t)
     with pytest.raises(ValueError, match="t must be finite and in \\[0, 1\\]"):
         policy.velocity(good_frames, good_actions, np.array([np.nan, 0.5], np.float32))
@@ -146,7 +153,9 @@ def test_save_load_round_trip(policy, tmp_path):
     loaded = Policy.load(tmp_path / "p")
     assert loaded.config == policy.config
     noise = np.ones((1, 18, 25), np.float32)
-    np.testing.assert_array_equal(np.asarray(loaded.sample(frames_for(1), noise=noise)), np.asarray(policy.sample(frames_for(1), noise=noise)))
+    np.testing.assert_array_equal(
+        np.asarray(loaded.sample(frames_for(1), noise=noise)), np.asarray(policy.sample(frames_for(1), noise=noise))
+    )
     with pytest.raises(FileNotFoundError, match="is not a saved Policy"):
         Policy.load(tmp_path / "nothing")
 
@@ -176,14 +185,16 @@ def test_release_layout_stores_sticks_in_unit_range():
 
 
 def test_remat_gives_the_same_gradients():
-    from nitrogen_jax.model import NitroGenModel
-    from nitrogen_jax.policy import dummy_inputs, flow_matching_loss, init_params
+    from nitrogen_jax.model import NitroGenModel, compute_loss, dummy_inputs, init_params
 
     cfg = get_config("tiny")
     params = init_params(cfg, jax.random.key(0))
     frames, actions, _ = dummy_inputs(cfg, 2)
-    grads = [jax.grad(lambda p: flow_matching_loss(NitroGenModel(cfg, remat=r), p, frames, actions, jnp.ones_like(actions),
-                                                   jax.random.key(1)))(params) for r in (False, True)]
+
+    def loss(p, model):
+        return compute_loss(model, p, frames, actions, jnp.ones_like(actions), jax.random.key(1))
+
+    grads = [jax.grad(loss)(params, NitroGenModel(cfg, remat=r)) for r in (False, True)]
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), *grads)
 
 

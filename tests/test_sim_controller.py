@@ -1,4 +1,5 @@
 """Gamepad decoding: chunks of either layout -> standard states -> virtual controller reports; agents."""
+
 import jax
 import numpy as np
 import pytest
@@ -59,7 +60,9 @@ def test_policy_agent_samples_at_its_temperature():
     # the agent's draw is exactly the policy's sample at that temperature (decoded, menus released)
     _, rng = jax.random.split(jax.random.key(1))
     for temperature, expect_same in ((0.5, True), (1.0, False)):
-        ref = mask_menu(policy.config.layout.decode(np.asarray(policy.sample(frames, rng=rng, temperature=temperature))[1]))
+        ref = mask_menu(
+            policy.config.layout.decode(np.asarray(policy.sample(frames, rng=rng, temperature=temperature))[1])
+        )
         same = all(np.array_equal(getattr(ref, f), getattr(pads[1], f)) for f in ("buttons", "j_left", "j_right"))
         assert same == expect_same
 

@@ -1,10 +1,12 @@
 """Frame-stepped environments on the real emulators: spaces, one frame per step, native mappings, states."""
+
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
 from nitrogen_jax.actions import STANDARD_BUTTONS, Gamepad
-from nitrogen_jax.sim_bridge.env import as_gamepad, make_env
+from nitrogen_jax.sim_bridge.env import as_gamepad
+from nitrogen_jax.sim_bridge.games import make_env
 
 
 def _pad(*pressed, j_left=(0.0, 0.0)) -> Gamepad:
@@ -57,7 +59,16 @@ def test_ale_mapping_covers_the_joystick():
         assert meaning[env.native_action(_pad())] == "NOOP"
         assert meaning[env.native_action(_pad("west"))] == "FIRE"
         assert meaning[env.native_action(_pad("dpad_up", "dpad_left"))] == "UPLEFT"
-        assert meaning[env.native_action(_pad(j_left=(0.9, 0.8), ))] == "DOWNRIGHT"  # y is positive down
+        assert (
+            meaning[
+                env.native_action(
+                    _pad(
+                        j_left=(0.9, 0.8),
+                    )
+                )
+            ]
+            == "DOWNRIGHT"
+        )  # y is positive down
         assert meaning[env.native_action(_pad("north", j_left=(0.2, -0.2)))] == "FIRE"  # inside the dead zone
         assert meaning[env.native_action(_pad("dpad_left", "dpad_right", "south"))] == "FIRE"  # opposites cancel
         assert meaning[env.native_action(_pad("dpad_down", "east"))] == "DOWNFIRE"
@@ -76,7 +87,10 @@ def test_ale_inputs_move_the_paddle():
 def test_retro_genesis_mapping():
     with make_env("retro:Airstriker-Genesis") as env:
         names = env._native
-        held = lambda pad: {n for n, b in zip(names, env.native_action(pad)) if b}
+
+        def held(pad):
+            return {n for n, b in zip(names, env.native_action(pad), strict=True) if b}
+
         assert held(_pad("west", "south", "east")) == {"A", "B", "C"}
         assert held(_pad("left_shoulder", "north", "right_shoulder")) == {"X", "Y", "Z"}
         assert held(_pad("start", "back")) == {"START", "MODE"}

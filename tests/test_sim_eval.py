@@ -1,4 +1,5 @@
 """The evaluation harness on the real games: predicates that fire for scripted play, Wilson intervals, `eval`."""
+
 import dataclasses
 import json
 
@@ -7,8 +8,8 @@ import pytest
 
 from nitrogen_jax.actions import STANDARD_BUTTONS, Gamepad
 from nitrogen_jax.cli import main
-from nitrogen_jax.sim_bridge.env import make_env
 from nitrogen_jax.sim_bridge.evaluate import rollout, start_rollout, wilson
+from nitrogen_jax.sim_bridge.games import make_env
 from nitrogen_jax.sim_bridge.tasks import CATEGORIES, TASKS, TASKS_BY_NAME, StartState, select_tasks
 
 
@@ -33,19 +34,25 @@ def test_suite_covers_games_and_categories():
     assert len({t.env for t in TASKS}) >= 3 and any(t.env.startswith("retro:") for t in TASKS)
     assert {t.category for t in TASKS} == set(CATEGORIES)
     assert [t.name for t in select_tasks("navigation")] == ["freeway_cross", "freeway_halfway", "mspacman_eat_30"]
-    assert [t.name for t in select_tasks("pong_hold_serve, boxing_land_punch")] == ["pong_hold_serve", "boxing_land_punch"]
+    assert [t.name for t in select_tasks("pong_hold_serve, boxing_land_punch")] == [
+        "pong_hold_serve",
+        "boxing_land_punch",
+    ]
     with pytest.raises(ValueError, match="unknown tasks.*nope"):
         select_tasks("freeway_cross,nope")
     with pytest.raises(ValueError, match="category"):
         dataclasses.replace(TASKS[0], category="puzzle")
 
 
-@pytest.mark.parametrize("task,skilled,idle", [
-    ("freeway_cross", Scripted(("dpad_up",)), Scripted()),
-    ("freeway_halfway", Scripted(("dpad_up",)), Scripted()),
-    ("boxing_land_punch", Scripted(("south", "dpad_right"), ("dpad_right",)), Scripted()),
-    ("airstriker_destroy_enemy", Scripted(*[("south",)] * 3, *[()] * 6), Scripted()),
-])
+@pytest.mark.parametrize(
+    "task,skilled,idle",
+    [
+        ("freeway_cross", Scripted(("dpad_up",)), Scripted()),
+        ("freeway_halfway", Scripted(("dpad_up",)), Scripted()),
+        ("boxing_land_punch", Scripted(("south", "dpad_right"), ("dpad_right",)), Scripted()),
+        ("airstriker_destroy_enemy", Scripted(*[("south",)] * 3, *[()] * 6), Scripted()),
+    ],
+)
 def test_predicates_tell_skilled_play_from_idle_play(task, skilled, idle):
     task = TASKS_BY_NAME[task]
     with make_env(task.env) as env:
@@ -75,8 +82,10 @@ def test_start_from_a_saved_emulator_state(tmp_path):
         np.testing.assert_array_equal(env.ram(), saved_ram)
         assert env.ram()[14] > 40  # the chicken starts where the state left it, not at the kerb
         # from there the idle player still fails, the climbing one arrives sooner than from the kerb
-        assert rollout(env, task, Scripted(("dpad_up",)), 0).frames < rollout(
-            env, TASKS_BY_NAME["freeway_halfway"], Scripted(("dpad_up",)), 0).frames
+        assert (
+            rollout(env, task, Scripted(("dpad_up",)), 0).frames
+            < rollout(env, TASKS_BY_NAME["freeway_halfway"], Scripted(("dpad_up",)), 0).frames
+        )
     with pytest.raises(FileNotFoundError, match="missing.state"):
         dataclasses.replace(task, start=StartState(state_file=str(tmp_path / "missing.state")))
 

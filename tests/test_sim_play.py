@@ -1,4 +1,5 @@
 """The play loop on the real emulators: chunk execution, recordings in the dataset layout, the `play` command."""
+
 import cv2
 import numpy as np
 import pytest
@@ -6,7 +7,7 @@ import pytest
 from nitrogen_jax.cli import main
 from nitrogen_jax.data.layout import iter_chunks
 from nitrogen_jax.sim_bridge.agent import RandomAgent
-from nitrogen_jax.sim_bridge.env import make_env
+from nitrogen_jax.sim_bridge.games import make_env
 from nitrogen_jax.sim_bridge.play import play
 from nitrogen_jax.sim_bridge.recorder import SessionRecorder
 
@@ -38,7 +39,7 @@ def test_recording_holds_the_executed_actions_and_frames(tmp_path):
     executed = [expected.act(np.zeros((1, 1)))[0] for _ in range(result.predictions)]
     buttons = np.concatenate([c.buttons[:k] for c in executed])[:n]
     j_left = np.concatenate([c.j_left[:k] for c in executed])[:n]
-    (_, labels, meta), = list(iter_chunks(tmp_path / "actions"))
+    ((_, labels, meta),) = list(iter_chunks(tmp_path / "actions"))
     np.testing.assert_array_equal(labels.buttons, buttons)
     np.testing.assert_allclose(labels.j_left, j_left, atol=1e-6)
     assert meta.game == "Breakout" and meta.video_url.endswith("videos/breakout_test.mp4") and meta.label_fps == 60
@@ -49,12 +50,30 @@ def test_recording_holds_the_executed_actions_and_frames(tmp_path):
 
 def test_play_command_retro_with_visualiser(tmp_path):
     out = tmp_path / "play"
-    rc = main(["play", "--env", "retro:Airstriker-Genesis", "--preset", "tiny", "--frames", "120", "--execute", "9",
-               "--temperature", "0.7", "--visualize", "--video-id", "air", "--out", str(out)])
+    rc = main(
+        [
+            "play",
+            "--env",
+            "retro:Airstriker-Genesis",
+            "--preset",
+            "tiny",
+            "--frames",
+            "120",
+            "--execute",
+            "9",
+            "--temperature",
+            "0.7",
+            "--visualize",
+            "--video-id",
+            "air",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     assert _video(out / "videos" / "air.mp4").shape == (120, 224, 320, 3)
     assert _video(out / "videos" / "air_actions.mp4").shape == (120, 384, 768, 3)
-    (_, labels, meta), = list(iter_chunks(out / "actions"))
+    ((_, labels, meta),) = list(iter_chunks(out / "actions"))
     assert len(labels) == 120 and meta.game == "Airstriker-Genesis"
     assert not labels.buttons[:, [0, 6, 15]].any()  # back, guide, start: menus are masked by default
 
@@ -64,6 +83,5 @@ def test_play_command_ale_and_bad_arguments(tmp_path, capsys):
     assert "60 frames" in capsys.readouterr().out
     assert main(["play", "--env", "snes:Mario", "--preset", "tiny", "--no-record"]) == 2
     assert "retro:<Game>" in capsys.readouterr().err
-    with make_env("ale:Pong") as env:
-        with pytest.raises(ValueError, match=r"execute must be in \[1, 18\]"):
-            play(env, RandomAgent(), 60, execute=40, progress=False)
+    with make_env("ale:Pong") as env, pytest.raises(ValueError, match=r"execute must be in \[1, 18\]"):
+        play(env, RandomAgent(), 60, execute=40, progress=False)

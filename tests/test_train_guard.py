@@ -1,4 +1,5 @@
 """The NaN/Inf guard stops the run at the first bad step, names it, and leaves no checkpoint of it."""
+
 import grain
 import jax
 import numpy as np
@@ -15,16 +16,22 @@ def test_non_finite_loss_stops_and_names_the_step(tmp_path):
     cfg = get_config("tiny")
     rs = np.random.RandomState(0)
     n, h, a = 8, cfg.action_horizon, cfg.action_dim
-    examples = {"frames": rs.randint(0, 256, (n, 256, 256, 3), dtype=np.uint8),
-                "actions": rs.rand(n, h, a).astype(np.float32), "action_mask": np.ones((n, h, a), np.float32)}
+    examples = {
+        "frames": rs.randint(0, 256, (n, 256, 256, 3), dtype=np.uint8),
+        "actions": rs.rand(n, h, a).astype(np.float32),
+        "action_mask": np.ones((n, h, a), np.float32),
+    }
+
     def poisoned(*, batch_size, seed, action_horizon, shard_index, shard_count):
         """Grain batches of the examples, with a NaN label in the 4th (a corrupt record that slipped through)."""
+
         def batch(i):
             rows = (i * batch_size + np.arange(batch_size)) % n
             b = {k: v[rows] for k, v in examples.items()}
             if i == 3:
                 b["actions"][1, 2, 3] = np.nan
             return b
+
         return iter(grain.MapDataset.range(1000).map(batch).to_iter_dataset())
 
     tc = TrainConfig(num_steps=10, batch_size=4, warmup_steps=1, save_every=2, mesh_shape=(1, 1, 1))

@@ -1,27 +1,67 @@
 """Multi-host training for real: two processes (one CPU device each, gloo collectives) joined by
 jax.distributed, parameters FSDP-sharded across them, each reading its own shard of the records; a stopped run resumed on both processes (per-process
 Grain iterator state) continues with bitwise the losses of an uninterrupted one."""
+
 import shutil
 import socket
 import subprocess
 import sys
 
+import pytest
 
 from nitrogen_jax.policy import Policy
 from nitrogen_jax.train.metrics import by_step, read_jsonl
-from tests.train_support import env, shards  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.slow  # end-to-end training runs
 
 
 def run_two_processes(shards, out, steps, env):
     with socket.socket() as s:
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
-    args = ["train", "--preset", "tiny", "--dataset", str(shards), "--output", str(out), "--steps", str(steps),
-            "--batch-size", "4", "--save-every", "2", "--warmup", "1", "--schedule", "constant", "--lr", "1e-3",
-            "--mesh", "1,2", "--fsdp-min-size", "256", "--no-progress", "--distributed", "--coordinator-address", f"localhost:{port}",
-            "--num-processes", "2"]
-    procs = [subprocess.Popen([sys.executable, "-m", "nitrogen_jax.cli", *args, "--process-id", str(i)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    args = [
+        "train",
+        "--preset",
+        "tiny",
+        "--dataset",
+        str(shards),
+        "--out",
+        str(out),
+        "--num-steps",
+        str(steps),
+        "--batch-size",
+        "4",
+        "--save-every",
+        "2",
+        "--warmup-steps",
+        "1",
+        "--schedule",
+        "constant",
+        "--learning-rate",
+        "1e-3",
+        "--mesh-shape",
+        "1",
+        "2",
+        "1",
+        "--fsdp-min-size",
+        "256",
+        "--no-progress",
+        "--distributed",
+        "--coordinator-address",
+        f"localhost:{port}",
+        "--num-processes",
+        "2",
+    ]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "nitrogen_jax.cli", *args, "--process-id", str(i)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
     logs = [p.communicate(timeout=400)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], "\n".join(logs)
     return logs

@@ -1,6 +1,7 @@
 """Checkpoints end to end through `nitrogen-jax train` on a real (Atari sample) TFRecord dataset:
 SIGKILL + resume gives bitwise the same losses, SIGTERM saves and exits cleanly, a half-written checkpoint is
 passed over, the EMA export loads as a Policy, fine-tuning starts from it, and bad input gets clear errors."""
+
 import shutil
 import signal
 import subprocess
@@ -16,20 +17,45 @@ from nitrogen_jax.cli import main
 from nitrogen_jax.policy import Policy
 from nitrogen_jax.train.checkpoint import CheckpointStore
 from nitrogen_jax.train.metrics import by_step, read_jsonl
-from tests.train_support import env, shards  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.slow  # end-to-end training runs
 
 STEPS, SAVE_EVERY = 24, 6
 
 
 def train_args(shards, out, command="train", steps=STEPS):
-    return [command, "--dataset", str(shards), "--output", str(out), "--steps", str(steps), "--batch-size", "4",
-            "--save-every", str(SAVE_EVERY), "--warmup", "2", "--lr", "1e-3", "--mesh", "1",
-            "--no-progress"] + (["--preset", "tiny"] if command == "train" else [])
+    return [
+        command,
+        "--dataset",
+        str(shards),
+        "--out",
+        str(out),
+        "--num-steps",
+        str(steps),
+        "--batch-size",
+        "4",
+        "--save-every",
+        str(SAVE_EVERY),
+        "--warmup-steps",
+        "2",
+        "--learning-rate",
+        "1e-3",
+        "--mesh-shape",
+        "1",
+        "1",
+        "1",
+        "--no-progress",
+    ] + (["--preset", "tiny"] if command == "train" else [])
 
 
 def start(args, env) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "nitrogen_jax.cli", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "nitrogen_jax.cli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def finish(proc: subprocess.Popen, timeout=300) -> str:
@@ -70,7 +96,8 @@ def test_uninterrupted_run_logs_checkpoints_and_exports(reference):
     saved = ocp.StandardCheckpointer().restore(reference / "checkpoints" / str(STEPS) / "state")
     policy = Policy.load(reference / "policy")
     import jax
-    for a, b in zip(jax.tree.leaves(policy.params), jax.tree.leaves(saved["ema_params"])):
+
+    for a, b in zip(jax.tree.leaves(policy.params), jax.tree.leaves(saved["ema_params"]), strict=False):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     chunk = np.asarray(policy.sample(np.zeros((1, 256, 256, 3), np.uint8), rng=jax.random.key(0)))
     assert chunk.shape == (1, 18, 25) and np.isfinite(chunk).all()
@@ -126,10 +153,15 @@ def test_clear_errors(shards, reference, tmp_path, capsys):
         return capsys.readouterr().err
 
     assert "dataset directory /nonexistent does not exist" in error(
-        ["train", "--dataset", "/nonexistent", "--output", str(tmp_path / "x")])
-    assert "data x fsdp = 8 x 1 = 8" in error(train_args(shards, tmp_path / "y") + ["--mesh", "8", "--batch-size", "12"])
-    err = error(train_args(shards, tmp_path / "z", command="finetune") + ["--pretrained", str(reference), "--preset", "seed"])
+        ["train", "--dataset", "/nonexistent", "--out", str(tmp_path / "x")]
+    )
+    assert "data x fsdp = 8 x 1 = 8" in error(
+        train_args(shards, tmp_path / "y") + ["--mesh-shape", "8", "1", "1", "--batch-size", "12"]
+    )
+    err = error(
+        train_args(shards, tmp_path / "z", command="finetune") + ["--pretrained", str(reference), "--preset", "seed"]
+    )
     assert "another architecture" in err and "action_layout: 'seed' != 'release'" in err
-    err = error(train_args(shards, reference) + ["--action-horizon", "16"])
+    err = error(train_args(shards, reference) + ["--model.action-horizon", "16"])
     assert "another architecture" in err and "action_horizon: 16 != 18" in err
     assert "already holds checkpoints" in error(train_args(shards, reference) + ["--no-resume"])

@@ -1,12 +1,12 @@
 """The train step: sharded == single-device, gradient accumulation, freezing, remat, FSDP layout, FLOP count."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from nitrogen_jax.config import get_config
-from nitrogen_jax.model import NitroGenModel
-from nitrogen_jax.policy import abstract_params, dummy_inputs, flow_matching_loss
+from nitrogen_jax.model import NitroGenModel, abstract_params, compute_loss, dummy_inputs
 from nitrogen_jax.train.config import TrainConfig
 from nitrogen_jax.train.flops import forward_flops_per_sample, train_flops_per_sample
 from nitrogen_jax.train.optimizer import learning_rate_schedule, make_optimizer, trainable_mask
@@ -21,9 +21,12 @@ def random_batch(batch_size: int, seed: int = 0) -> dict:
     rs = np.random.RandomState(seed)
     h, a = TINY.action_horizon, TINY.action_dim
     mask = np.ones((batch_size, h, a), np.float32)
-    mask[0, h // 2:] = 0.0  # a padded chunk end, as the loader emits near the end of a video
-    return {"frames": rs.randint(0, 256, (batch_size, 256, 256, 3), dtype=np.uint8),
-            "actions": rs.rand(batch_size, h, a).astype(np.float32), "action_mask": mask}
+    mask[0, h // 2 :] = 0.0  # a padded chunk end, as the loader emits near the end of a video
+    return {
+        "frames": rs.randint(0, 256, (batch_size, 256, 256, 3), dtype=np.uint8),
+        "actions": rs.rand(batch_size, h, a).astype(np.float32),
+        "action_mask": mask,
+    }
 
 
 def run_steps(cfg: TrainConfig, devices, batches, remat=False):
@@ -56,16 +59,25 @@ def test_eight_device_fsdp_remat_matches_one_device():
     np.testing.assert_allclose([m["loss"] for m in m8], [m["loss"] for m in m1], rtol=2e-5)
     np.testing.assert_allclose([m["grad_norm"] for m in m8], [m["grad_norm"] for m in m1], rtol=2e-5)
     assert m1[-1]["loss"] < m1[0]["loss"]
+
     # Adam's first updates are about lr * sign(g), so entries whose gradient is ~0 may go either way: compare the
     # parameter change as a whole.
-    flat = lambda t: np.concatenate([np.ravel(x) for x in jax.tree.leaves(jax.device_get(t))])
+    def flat(t):
+        return np.concatenate([np.ravel(x) for x in jax.tree.leaves(jax.device_get(t))])
+
     change, gap = flat(one.params) - flat(initial), flat(eight.params) - flat(one.params)
     assert np.linalg.norm(gap) < 2e-3 * np.linalg.norm(change)
 
 
 def test_accumulation_freezing_and_ema():
-    cfg = TrainConfig(warmup_steps=1, num_steps=10, learning_rate=1e-3, grad_accum_steps=2, mesh_shape=(1, 1, 1),
-                      freeze=("vision/.*",))
+    cfg = TrainConfig(
+        warmup_steps=1,
+        num_steps=10,
+        learning_rate=1e-3,
+        grad_accum_steps=2,
+        mesh_shape=(1, 1, 1),
+        freeze=("vision/.*",),
+    )
     batches = [random_batch(4, s) for s in range(2)]
     state, metrics, initial, rng0 = run_steps(cfg, jax.devices()[:1], batches)
     params, ema = jax.device_get(state.params), jax.device_get(state.ema_params)
@@ -73,14 +85,20 @@ def test_accumulation_freezing_and_ema():
     model = NitroGenModel(TINY)
     step_rng = jax.random.split(jnp.asarray(rng0))[1]
     micro = split_micro_batches({k: jnp.asarray(v) for k, v in batches[0].items()}, 2)
-    expected = np.mean([
-        float(flow_matching_loss(model, initial, micro["frames"][j], micro["actions"][j], micro["action_mask"][j], r))
-        for j, r in enumerate(jax.random.split(step_rng, 2))])
+    expected = np.mean(
+        [
+            float(compute_loss(model, initial, micro["frames"][j], micro["actions"][j], micro["action_mask"][j], r))
+            for j, r in enumerate(jax.random.split(step_rng, 2))
+        ]
+    )
     np.testing.assert_allclose(metrics[0]["loss"], expected, rtol=1e-5)
     # Frozen: bitwise unchanged, and no optimiser state spent on it; trained parts moved; the EMA follows.
-    for a, b in zip(jax.tree.leaves(params["vision"]), jax.tree.leaves(initial["vision"])):
+    for a, b in zip(jax.tree.leaves(params["vision"]), jax.tree.leaves(initial["vision"]), strict=False):
         np.testing.assert_array_equal(a, b)
-    moved = lambda p, q: max(float(np.max(np.abs(x - y))) for x, y in zip(jax.tree.leaves(p), jax.tree.leaves(q)))
+
+    def moved(p, q):
+        return max(float(np.max(np.abs(x - y))) for x, y in zip(jax.tree.leaves(p), jax.tree.leaves(q), strict=True))
+
     assert moved(params["dit"], initial["dit"]) > 1e-5
     assert 0 < moved(ema["dit"], initial["dit"]) < moved(params["dit"], initial["dit"])
     n_trainable = sum(x.size for x in jax.tree.leaves(params)) - sum(x.size for x in jax.tree.leaves(params["vision"]))
@@ -116,12 +134,19 @@ def test_flop_formula_matches_xla_cost_analysis():
     """Our matmul count vs XLA's count of the compiled forward (which adds elementwise work) on a mid-size model."""
     from nitrogen_jax.config import TransformerConfig, decode_variant
 
-    cfg = TINY.replace(vision=decode_variant("S/16"), mixer=TransformerConfig(num_layers=2, num_heads=6, head_dim=64),
-                       dit=TransformerConfig(num_layers=4, num_heads=4, head_dim=64), hidden_size=256,
-                       dit_output_dim=256)
+    cfg = TINY.replace(
+        vision=decode_variant("S/16"),
+        mixer=TransformerConfig(num_layers=2, num_heads=6, head_dim=64),
+        dit=TransformerConfig(num_layers=4, num_heads=4, head_dim=64),
+        hidden_size=256,
+        dit_output_dim=256,
+    )
     model = NitroGenModel(cfg)
-    xla = jax.jit(lambda p, *x: model.apply({"params": p}, *x)).lower(
-        abstract_params(cfg), *dummy_inputs(cfg, 2)).cost_analysis()["flops"]
+    xla = (
+        jax.jit(lambda p, *x: model.apply({"params": p}, *x))
+        .lower(abstract_params(cfg), *dummy_inputs(cfg, 2))
+        .cost_analysis()["flops"]
+    )
     ours = 2 * sum(forward_flops_per_sample(cfg).values())
     assert 0.95 < ours / xla <= 1.0
     fwd = forward_flops_per_sample(cfg)

@@ -6,6 +6,7 @@ chosen so that `state_dict()` has exactly the release's keys, the vision tower i
 shift-then-scale, [cos, sin] time features for the DiT, [sin, cos] for the action encoder, left zero padding of
 the image tokens).
 """
+
 from __future__ import annotations
 
 import math
@@ -137,7 +138,11 @@ class ActionEncoder(nn.Module):
     def __init__(self, action_dim, hidden):
         super().__init__()
         self.hidden = hidden
-        self.W1, self.W2, self.W3 = CategoryLinear(action_dim, hidden), CategoryLinear(2 * hidden, hidden), CategoryLinear(hidden, hidden)
+        self.W1, self.W2, self.W3 = (
+            CategoryLinear(action_dim, hidden),
+            CategoryLinear(2 * hidden, hidden),
+            CategoryLinear(hidden, hidden),
+        )
 
     def forward(self, actions, bucket):
         a = self.W1(actions)
@@ -157,8 +162,18 @@ class ActionDecoder(nn.Module):
 class ReleaseReference(nn.Module):
     """The release's module tree. `siglip_config` is a transformers SiglipVisionConfig."""
 
-    def __init__(self, siglip_config, *, heads: int, head_dim: int, mixer_layers: int, dit_layers: int,
-                 action_dim: int, max_seq_len: int, context_len: int):
+    def __init__(
+        self,
+        siglip_config,
+        *,
+        heads: int,
+        head_dim: int,
+        mixer_layers: int,
+        dit_layers: int,
+        action_dim: int,
+        max_seq_len: int,
+        context_len: int,
+    ):
         super().__init__()
         from transformers import SiglipVisionModel
 

@@ -1,9 +1,8 @@
 """Shared by the training tests that run subprocesses: one sample dataset and one JAX compilation cache per test
 session, so runs that compile the same train step (same config, same devices) compile it once."""
+
 import os
 from pathlib import Path
-
-import pytest
 
 from nitrogen_jax.data.sample_data import make_sample_shards
 
@@ -14,18 +13,10 @@ def session_shards(tmp_path_factory) -> Path:
 
 
 def subprocess_env(tmp_path_factory, devices: int) -> dict:
-    return {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-            "JAX_COMPILATION_CACHE_DIR": str(tmp_path_factory.getbasetemp() / "train_jax_cache"),
-            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
-
-
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-    return session_shards(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    """One device and the session's compilation cache: runs that share a train step compile it once (resumed runs
-    must run the very same executable anyway). Sharded checkpoints across processes: test_train_multihost.py."""
-    return subprocess_env(tmp_path_factory, devices=1)
+    return {
+        **os.environ,
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+        "JAX_COMPILATION_CACHE_DIR": str(tmp_path_factory.getbasetemp() / "train_jax_cache"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    }

@@ -11,6 +11,7 @@ The pieces, one idea per file:
 - `loop.train`: the loop that ties them together (progress bar, NaN guard, preemption, resume).
 - `cli`: `nitrogen-jax train` and `nitrogen-jax finetune`.
 """
+
 from nitrogen_jax.train.config import TrainConfig
 from nitrogen_jax.train.state import TrainState
 

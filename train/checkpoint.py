@@ -7,6 +7,7 @@ power loss) is never listed and a resumed run starts from the last complete one.
 
 For serving, `export_policy` writes the EMA params alone as a `Policy.save` directory.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,7 +31,8 @@ class CheckpointStore:
         self.directory = Path(directory).absolute()
         self.manager = ocp.CheckpointManager(
             self.directory,
-            options=ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=async_save, create=True))
+            options=ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=async_save, create=True),
+        )
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -47,8 +49,10 @@ class CheckpointStore:
         self.manager.save(int(jax.device_get(state.step)), args=ocp.args.Composite(**items), force=True)
 
     def read_configs(self, step: int) -> tuple[NitroGenConfig, TrainConfig]:
-        out = self.manager.restore(step, args=ocp.args.Composite(
-            **{MODEL_CONFIG: ocp.args.JsonRestore(), TRAIN_CONFIG: ocp.args.JsonRestore()}))
+        out = self.manager.restore(
+            step,
+            args=ocp.args.Composite(**{MODEL_CONFIG: ocp.args.JsonRestore(), TRAIN_CONFIG: ocp.args.JsonRestore()}),
+        )
         return NitroGenConfig.from_dict(out[MODEL_CONFIG]), TrainConfig.from_dict(_tuples(out[TRAIN_CONFIG]))
 
     def restore(self, step: int, abstract_state: TrainState, data_iterator) -> TrainState:
@@ -73,6 +77,7 @@ def _tuples(d: dict) -> dict:
 
 def architecture_mismatch(a: NitroGenConfig, b: NitroGenConfig) -> list[str]:
     """'field: a != b' for every architecture field that differs (flattened, e.g. 'vision.width')."""
+
     def flat(cfg):
         out = {}
         for k, v in cfg.to_dict().items():
@@ -91,8 +96,10 @@ def architecture_mismatch(a: NitroGenConfig, b: NitroGenConfig) -> list[str]:
 def check_same_architecture(expected: NitroGenConfig, found: NitroGenConfig, where: str) -> None:
     diff = architecture_mismatch(expected, found)
     if diff:
-        raise ValueError(f"{where} is a checkpoint of another architecture than the one asked for "
-                         f"(asked != checkpoint): " + "; ".join(diff))
+        raise ValueError(
+            f"{where} is a checkpoint of another architecture than the one asked for "
+            f"(asked != checkpoint): " + "; ".join(diff)
+        )
 
 
 def policy_dir(path: str | Path) -> Path:
@@ -101,8 +108,10 @@ def policy_dir(path: str | Path) -> Path:
     for candidate in (path, path / "policy"):
         if (candidate / CONFIG_FILE).is_file() and (candidate / PARAMS_DIR).is_dir():
             return candidate
-    raise FileNotFoundError(f"{path} is neither a Policy directory ({CONFIG_FILE} + {PARAMS_DIR}/, from "
-                            f"`nitrogen-jax convert` or an export) nor a training output with policy/ in it")
+    raise FileNotFoundError(
+        f"{path} is neither a Policy directory ({CONFIG_FILE} + {PARAMS_DIR}/, from "
+        f"`nitrogen-jax convert` or an export) nor a training output with policy/ in it"
+    )
 
 
 def read_policy_config(path: str | Path) -> NitroGenConfig:
@@ -116,8 +125,10 @@ def load_policy_params(path: str | Path, abstract_params):
 
 def export_policy(model_config: NitroGenConfig, ema_params, directory: str | Path) -> Path:
     """The EMA params (gathered to every process) and the config as a Policy directory for serving."""
-    replicated = jax.jit(lambda p: p, out_shardings=jax.sharding.NamedSharding(
-        jax.tree.leaves(ema_params)[0].sharding.mesh, jax.sharding.PartitionSpec()))(ema_params)
+    replicated = jax.jit(
+        lambda p: p,
+        out_shardings=jax.sharding.NamedSharding(
+            jax.tree.leaves(ema_params)[0].sharding.mesh, jax.sharding.PartitionSpec()
+        ),
+    )(ema_params)
     return Policy(model_config, replicated).save(directory)
-
-

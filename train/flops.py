@@ -12,11 +12,12 @@ Training = forward + backward, backward = 2x forward for a trained part; a froze
 (a frozen vision tower) runs forward only; a frozen part after a trained one still back-propagates activations (2x).
 Elementwise work (norms, softmax, GELU) is left out, as is rematerialisation (MFU counts useful FLOPs only).
 """
+
 from __future__ import annotations
 
 from nitrogen_jax.config import NitroGenConfig, TransformerConfig
+from nitrogen_jax.model import TIME_EMBED_CHANNELS, is_cross_attention_block
 
-TIME_CHANNELS = 256
 # Dense bf16 peak FLOP/s per chip for MFU, by jax device_kind.
 PEAK_BF16_FLOPS = {
     "NVIDIA H100 80GB HBM3": 989e12,
@@ -45,12 +46,12 @@ def forward_flops_per_sample(config: NitroGenConfig) -> dict[str, int]:
     """Forward matmul FLOPs of one sample, per part: vision, mixer, dit, action_encoder, action_decoder."""
     v, c = config.vision, config
     n, C, H, A = v.num_patches, c.context_len, c.action_horizon, c.action_dim
-    vision = 2 * n * v.patch_size ** 2 * 3 * v.width + v.depth * _block(n, v.width, v.mlp_dim, n, v.width)
+    vision = 2 * n * v.patch_size**2 * 3 * v.width + v.depth * _block(n, v.width, v.mlp_dim, n, v.width)
     mixer = _stack(c.mixer, C)
     d, h = c.dit, c.dit.width
-    dit = 2 * (TIME_CHANNELS * h + h * h) + 4 * h * h + 2 * H * h * c.dit_output_dim
+    dit = 2 * (TIME_EMBED_CHANNELS * h + h * h) + 4 * h * h + 2 * H * h * c.dit_output_dim
     for i in range(d.num_layers):
-        cross = i % 2 == 0 or not c.interleave_self_attention
+        cross = is_cross_attention_block(i, c.interleave_self_attention)
         kv_tokens, kv_width = (C, c.mixer.width) if cross else (H, h)
         dit += 4 * h * h + _block(H, h, d.mlp_ratio * h, kv_tokens, kv_width)
     encoder = 2 * H * (A * h + 2 * h * h + h * h)
@@ -61,7 +62,9 @@ def forward_flops_per_sample(config: NitroGenConfig) -> dict[str, int]:
 def train_flops_per_sample(config: NitroGenConfig, trained_parts: set[str] | None = None) -> int:
     """Forward + backward FLOPs of one sample; `trained_parts` None means everything is trained."""
     fwd = forward_flops_per_sample(config)
-    trained = lambda part: trained_parts is None or part in trained_parts
+
+    def trained(part: str) -> bool:
+        return trained_parts is None or part in trained_parts
 
     def cost(part: str, grad_flows_through: bool) -> int:
         return fwd[part] * (3 if trained(part) else 2 if grad_flows_through else 1)

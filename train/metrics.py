@@ -3,6 +3,7 @@
 JSONL lines are flushed as written, so a run killed at any point leaves every finished step on disk; a resumed run
 appends, and for a step logged twice the later line is the resumed run's.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,7 @@ class MetricWriter:
 
             self.logdir.mkdir(parents=True, exist_ok=True)
             self._tb = SummaryWriter(str(self.logdir), flush_secs=10)
-            self._jsonl = open(self.logdir / JSONL_FILE, "a", buffering=1)
+            self._jsonl = open(self.logdir / JSONL_FILE, "a", buffering=1)  # noqa: SIM115 (closed by close())
 
     def write(self, step: int, metrics: dict[str, float]) -> None:
         if not self.enabled:

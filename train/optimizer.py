@@ -3,6 +3,7 @@
 Frozen parameters (matched by regular expression on their '/'-joined path) get no optimiser state and no update;
 `step.make_train_step` also stops their gradients, so XLA never computes them.
 """
+
 from __future__ import annotations
 
 import re
@@ -36,8 +37,10 @@ def trainable_mask(params, freeze_patterns) -> dict:
     unused = [p.pattern for p in patterns if p.pattern not in used]
     if unused:
         tops = sorted(params)
-        raise ValueError(f"freeze pattern(s) {unused} match no parameter path; paths look like "
-                         f"'{tops[0]}/...', top-level names are {tops}")
+        raise ValueError(
+            f"freeze pattern(s) {unused} match no parameter path; paths look like "
+            f"'{tops[0]}/...', top-level names are {tops}"
+        )
     return mask
 
 
@@ -47,10 +50,15 @@ def learning_rate_schedule(cfg: TrainConfig) -> optax.Schedule:
     if cfg.schedule == "constant":
         return optax.join_schedules(
             [optax.linear_schedule(0.0, cfg.learning_rate, warmup), optax.constant_schedule(cfg.learning_rate)],
-            [warmup])
+            [warmup],
+        )
     return optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=cfg.learning_rate, warmup_steps=warmup,
-        decay_steps=max(cfg.num_steps, warmup + 1), end_value=cfg.final_lr_ratio * cfg.learning_rate)
+        init_value=0.0,
+        peak_value=cfg.learning_rate,
+        warmup_steps=warmup,
+        decay_steps=max(cfg.num_steps, warmup + 1),
+        end_value=cfg.final_lr_ratio * cfg.learning_rate,
+    )
 
 
 def make_optimizer(cfg: TrainConfig, trainable) -> optax.GradientTransformation:

@@ -7,13 +7,15 @@
   Smaller arrays (biases, norms) are replicated. The rule looks at shapes only, so Adam's moments follow their
   parameters.
 """
+
 from __future__ import annotations
 
 import math
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from nitrogen_jax.data.device import global_batch
 
@@ -29,7 +31,8 @@ def parse_mesh_shape(text: str) -> tuple[int, int, int]:
         raise ValueError(f"mesh shape must be comma-separated integers data[,fsdp[,tensor]], got {text!r}") from None
     if not 1 <= len(dims) <= 3:
         raise ValueError(f"mesh shape has 1 to 3 axes (data, fsdp, tensor), got {text!r}")
-    return tuple(dims + [1] * (3 - len(dims)))
+    dims += [1] * (3 - len(dims))
+    return dims[0], dims[1], dims[2]
 
 
 def make_mesh(shape=(-1, 1, 1), devices=None) -> Mesh:
@@ -62,7 +65,7 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 def fsdp_spec(shape, mesh: Mesh, min_size: int) -> P:
     """Split the largest axis divisible by the fsdp size over fsdp (and the next one over tensor)."""
-    spec = [None] * len(shape)
+    spec: list[str | None] = [None] * len(shape)
     if math.prod(shape) < min_size:
         return P(*spec)
     for axis in ("fsdp", "tensor"):
@@ -87,7 +90,8 @@ def check_batch_size(batch_size: int, mesh: Mesh, grad_accum_steps: int = 1) -> 
         raise ValueError(
             f"batch size {batch_size} with {grad_accum_steps} accumulation step(s) gives micro-batches of "
             f"{batch_size / grad_accum_steps:g}, which must be divisible by the data-parallel size "
-            f"data x fsdp = {mesh.shape['data']} x {mesh.shape['fsdp']} = {n}")
+            f"data x fsdp = {mesh.shape['data']} x {mesh.shape['fsdp']} = {n}"
+        )
     if batch_size % jax.process_count():
         raise ValueError(f"batch size {batch_size} is not divisible by the {jax.process_count()} processes")
 

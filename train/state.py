@@ -3,8 +3,10 @@
 The state's shapes come from `jax.eval_shape` first; the shardings are derived from those shapes; then one jit with
 `out_shardings` builds the state directly in place, so no device ever holds an unsharded copy of the model.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import flax.struct
@@ -13,23 +15,22 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
-from nitrogen_jax.model import NitroGenModel
-from nitrogen_jax.policy import dummy_inputs
+from nitrogen_jax.model import NitroGenModel, random_params
 from nitrogen_jax.train.sharding import fsdp_shardings, replicated
 
 
 @flax.struct.dataclass
 class TrainState:
-    step: jax.Array            # int32 scalar: optimiser updates done
-    params: Any                # float32 master weights
-    ema_params: Any            # EMA of params, used for evaluation and export
+    step: jax.Array  # int32 scalar: optimiser updates done
+    params: Any  # float32 master weights
+    ema_params: Any  # EMA of params, used for evaluation and export
     opt_state: optax.OptState
-    rng: jax.Array             # uint32 [2]; split once per step (noise, times, dropout)
+    rng: jax.Array  # uint32 [2]; split once per step (noise, times, dropout)
 
 
 def state_shardings(abstract_state: TrainState, mesh: Mesh, min_size: int) -> TrainState:
     """FSDP shardings for params, EMA and optimiser state; step and rng replicated."""
-    rep = replicated(mesh)
+    rep: Any = replicated(mesh)  # a TrainState of shardings, not of arrays
     return TrainState(
         step=rep,
         params=fsdp_shardings(abstract_state.params, mesh, min_size),
@@ -40,25 +41,38 @@ def state_shardings(abstract_state: TrainState, mesh: Mesh, min_size: int) -> Tr
 
 
 def _new_state(params, tx: optax.GradientTransformation, rng) -> TrainState:
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, ema_params=jax.tree.map(jnp.copy, params),
-                      opt_state=tx.init(params), rng=rng)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        ema_params=jax.tree.map(jnp.copy, params),
+        opt_state=tx.init(params),
+        rng=rng,
+    )
 
 
-def init_train_state(model: NitroGenModel, tx: optax.GradientTransformation, mesh: Mesh, seed: int,
-                     min_size: int, params=None) -> tuple[TrainState, TrainState]:
+def init_train_state(
+    model: NitroGenModel, tx: optax.GradientTransformation, mesh: Mesh, seed: int, min_size: int, params=None
+) -> tuple[TrainState, TrainState]:
     """(state, shardings). Random init from `seed`, or start from `params` (e.g. a pretrained, already-sharded
     pytree; its buffers are donated into the state)."""
     rng = jax.random.PRNGKey(seed)
 
+    build: Callable[..., TrainState]
+    args: tuple
+    donate: tuple[int, ...]
     if params is None:
-        def build(rng):
+
+        def build_new(rng):
             param_rng, state_rng = jax.random.split(rng)
-            return _new_state(model.init(param_rng, *dummy_inputs(model.config))["params"], tx, state_rng)
-        args, donate = (rng,), ()
+            return _new_state(random_params(model, param_rng), tx, state_rng)
+
+        build, args, donate = build_new, (rng,), ()
     else:
-        def build(params, rng):
+
+        def build_from(params, rng):
             return _new_state(params, tx, jax.random.split(rng)[1])
-        args, donate = (params, rng), (0,)
+
+        build, args, donate = build_from, (params, rng), (0,)
 
     abstract = jax.eval_shape(build, *args)
     shardings = state_shardings(abstract, mesh, min_size)
@@ -68,8 +82,9 @@ def init_train_state(model: NitroGenModel, tx: optax.GradientTransformation, mes
 
 def abstract_train_state(model: NitroGenModel, tx: optax.GradientTransformation, mesh: Mesh, min_size: int):
     """ShapeDtypeStructs with shardings: the target a checkpoint restores into."""
+
     def build(rng):
-        return _new_state(model.init(rng, *dummy_inputs(model.config))["params"], tx, rng)
+        return _new_state(random_params(model, rng), tx, rng)
 
     abstract = jax.eval_shape(build, jax.random.PRNGKey(0))
     shardings = state_shardings(abstract, mesh, min_size)

@@ -4,22 +4,21 @@ Gradient accumulation runs inside the step as a `lax.scan` over micro-batches, s
 update whatever the accumulation. Micro-batch j takes rows j, j + k, j + 2k, ... of the global batch, which keeps
 every micro-batch spread over all data-parallel devices without moving data between them.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
-from nitrogen_jax.model import NitroGenModel
-from nitrogen_jax.policy import flow_matching_loss
+from nitrogen_jax.data.loader import BATCH_KEYS
+from nitrogen_jax.model import NitroGenModel, compute_loss
 from nitrogen_jax.train.config import TrainConfig
 from nitrogen_jax.train.sharding import batch_sharding, replicated
 from nitrogen_jax.train.state import TrainState
-
-BATCH_KEYS = ("frames", "actions", "action_mask")
 
 
 def ema_decay_at(step, decay: float):
@@ -33,15 +32,21 @@ def split_micro_batches(batch: dict, k: int) -> dict:
     return {key: jnp.swapaxes(v.reshape(v.shape[0] // k, k, *v.shape[1:]), 0, 1) for key, v in batch.items()}
 
 
-def make_train_step(model: NitroGenModel, tx: optax.GradientTransformation, cfg: TrainConfig, trainable,
-                    schedule: optax.Schedule, mesh: Mesh, shardings: TrainState) -> Callable:
+def make_train_step(
+    model: NitroGenModel,
+    tx: optax.GradientTransformation,
+    cfg: TrainConfig,
+    trainable,
+    schedule: optax.Schedule,
+    mesh: Mesh,
+    shardings: TrainState,
+) -> Callable:
     """The jitted `train_step(state, batch) -> (state, metrics)`; `state` is donated."""
 
     def loss_fn(params, batch, rng):
         # Frozen parameters get no gradient at all (not merely a zero update), so XLA skips their backward pass.
         params = jax.tree.map(lambda p, t: p if t else jax.lax.stop_gradient(p), params, trainable)
-        return flow_matching_loss(model, params, batch["frames"], batch["actions"], batch["action_mask"], rng,
-                                  train=True)
+        return compute_loss(model, params, batch["frames"], batch["actions"], batch["action_mask"], rng, train=True)
 
     grad_fn = jax.value_and_grad(loss_fn)
 
@@ -60,8 +65,9 @@ def make_train_step(model: NitroGenModel, tx: optax.GradientTransformation, cfg:
                 return (loss_sum + loss, jax.tree.map(jnp.add, grad_sum, grads)), None
 
             zeros = jax.tree.map(jnp.zeros_like, state.params)
-            (loss, grads), _ = jax.lax.scan(accumulate, (jnp.zeros((), jnp.float32), zeros),
-                                            (micro, jax.random.split(step_rng, k)))
+            (loss, grads), _ = jax.lax.scan(
+                accumulate, (jnp.zeros((), jnp.float32), zeros), (micro, jax.random.split(step_rng, k))
+            )
             loss, grads = loss / k, jax.tree.map(lambda g: g / k, grads)
 
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -79,17 +85,21 @@ def make_train_step(model: NitroGenModel, tx: optax.GradientTransformation, cfg:
         return new_state, metrics
 
     batch_shardings = {k: batch_sharding(mesh) for k in BATCH_KEYS}
-    return jax.jit(train_step, in_shardings=(shardings, batch_shardings),
-                   out_shardings=(shardings, replicated(mesh)), donate_argnums=(0,))
+    return jax.jit(
+        train_step,
+        in_shardings=(shardings, batch_shardings),
+        out_shardings=(shardings, replicated(mesh)),
+        donate_argnums=(0,),
+    )
 
 
 def make_eval_step(model: NitroGenModel, mesh: Mesh, param_shardings) -> Callable:
     """jitted (params, batch, rng) -> validation velocity loss (no dropout); evaluate with the EMA params."""
 
     def eval_step(params, batch, rng):
-        return flow_matching_loss(model, params, batch["frames"], batch["actions"], batch["action_mask"], rng,
-                                  train=False)
+        return compute_loss(model, params, batch["frames"], batch["actions"], batch["action_mask"], rng, train=False)
 
     batch_shardings = {k: batch_sharding(mesh) for k in BATCH_KEYS}
-    return jax.jit(eval_step, in_shardings=(param_shardings, batch_shardings, replicated(mesh)),
-                   out_shardings=replicated(mesh))
+    return jax.jit(
+        eval_step, in_shardings=(param_shardings, batch_shardings, replicated(mesh)), out_shardings=replicated(mesh)
+    )

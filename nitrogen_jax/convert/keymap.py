@@ -3,11 +3,12 @@
 A key map is {flax path "a/b/kernel": (torch key, transform)}. `apply_key_map` fills every path of the target
 tree, and fails with one message listing every missing, mis-shaped and unexpected key, rather than the first.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
@@ -32,7 +33,7 @@ def layer_norm(ours: str, theirs: str) -> KeyMap:
 
 def attention(ours: str, theirs: str, names=("q_proj", "k_proj", "v_proj", "out_proj")) -> KeyMap:
     out: KeyMap = {}
-    for our_name, their_name in zip(("query", "key", "value", "out"), names):
+    for our_name, their_name in zip(("query", "key", "value", "out"), names, strict=False):
         out.update(linear(f"{ours}/{our_name}", f"{theirs}.{their_name}"))
     return out
 
@@ -57,8 +58,9 @@ class MappingResult:
     ignored: list[str]
 
 
-def apply_key_map(key_map: KeyMap, tensors: dict[str, np.ndarray], target: dict, *, source: str,
-                  ignore: Iterable[str] = ()) -> MappingResult:
+def apply_key_map(
+    key_map: KeyMap, tensors: dict[str, np.ndarray], target: dict, *, source: str, ignore: Iterable[str] = ()
+) -> MappingResult:
     """Fill `target` (a tree of arrays or ShapeDtypeStructs) from `tensors` using `key_map`.
 
     ignore: regexes of source keys that are known and deliberately dropped (e.g. an unused pooling head).
@@ -79,15 +81,21 @@ def apply_key_map(key_map: KeyMap, tensors: dict[str, np.ndarray], target: dict,
         value = TRANSFORMS[transform](np.asarray(tensors[key], np.float32))
         used.add(key)
         if value.shape != tuple(spec.shape):
-            misshaped.append(f"{key}: {tuple(np.asarray(tensors[key]).shape)} gives {value.shape} after '{transform}', "
-                             f"expected {tuple(spec.shape)} for {path}")
+            misshaped.append(
+                f"{key}: {tuple(np.asarray(tensors[key]).shape)} gives {value.shape} after '{transform}', "
+                f"expected {tuple(spec.shape)} for {path}"
+            )
             continue
         out[path] = np.ascontiguousarray(value)
     ignored = sorted(k for k in tensors if k not in used and any(r.search(k) for r in ignore_res))
     unexpected = sorted(k for k in tensors if k not in used and k not in ignored)
     problems = []
-    for title, items in (("missing keys", missing), ("mis-shaped keys", misshaped), ("unexpected keys", unexpected),
-                         ("params with no source key (converter bug)", unmapped_target)):
+    for title, items in (
+        ("missing keys", missing),
+        ("mis-shaped keys", misshaped),
+        ("unexpected keys", unexpected),
+        ("params with no source key (converter bug)", unmapped_target),
+    ):
         if items:
             shown = items[:40] + ([f"... and {len(items) - 40} more"] if len(items) > 40 else [])
             problems.append(f"{len(items)} {title}:\n  " + "\n  ".join(shown))

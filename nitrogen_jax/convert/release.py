@@ -5,6 +5,7 @@ settings) and the tensor shapes for sizes, so nothing assumes the 500M numbers. 
 accounted for: the unused pooling head and fixed sinusoidal buffers are reported as dropped, anything else that
 does not fit fails with the full list.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,6 +20,7 @@ from nitrogen_jax.config import NitroGenConfig, TransformerConfig, decode_varian
 from nitrogen_jax.convert.keymap import KeyMap, apply_key_map, attention, count_layers, layer_norm, linear
 from nitrogen_jax.convert.siglip import VISION_IGNORE, vision_config_from_tensors, vision_key_map
 from nitrogen_jax.convert.torch_pickle import load_torch_checkpoint, to_plain
+from nitrogen_jax.model import abstract_params
 
 # The release code's default tokenizer length, used when the checkpoint's tokenizer_cfg does not say.
 RELEASE_DEFAULT_CONTEXT_LEN = 300
@@ -51,8 +53,10 @@ def _block_config(cfg: dict, num_layers: int, width_from_weights: int, ff_dim: i
     heads = int(cfg.get("num_attention_heads", 16))
     head_dim = int(cfg.get("attention_head_dim", width_from_weights // heads))
     if heads * head_dim != width_from_weights:
-        raise ValueError(f"{what}: config says {heads} heads x {head_dim} = {heads * head_dim} wide, "
-                         f"but its weights are {width_from_weights} wide")
+        raise ValueError(
+            f"{what}: config says {heads} heads x {head_dim} = {heads * head_dim} wide, "
+            f"but its weights are {width_from_weights} wide"
+        )
     if ff_dim % width_from_weights:
         raise ValueError(f"{what}: FFN width {ff_dim} is not a multiple of the block width {width_from_weights}")
     return TransformerConfig(
@@ -68,13 +72,23 @@ def _block_config(cfg: dict, num_layers: int, width_from_weights: int, ff_dim: i
     )
 
 
-def config_from_release(tensors: dict[str, Any], ckpt_config: dict, *, vision_heads: int | None = None,
-                        context_len: int | None = None, compute_dtype: str = "float32") -> tuple[NitroGenConfig, list[str]]:
+def config_from_release(
+    tensors: dict[str, Any],
+    ckpt_config: dict,
+    *,
+    vision_heads: int | None = None,
+    context_len: int | None = None,
+    compute_dtype: str = "float32",
+) -> tuple[NitroGenConfig, list[str]]:
     """The NitroGenConfig of a release-family checkpoint, and notes on where each guessed value came from."""
     notes = []
     model_cfg = ckpt_config.get("model_cfg") or {}
     shape = lambda k: tuple(np.asarray(tensors[k]).shape)  # noqa: E731
-    for required in ("action_encoder.W1.W", "model.proj_out_2.weight", "vl_self_attention_model.transformer_blocks.0.attn1.to_q.weight"):
+    for required in (
+        "action_encoder.W1.W",
+        "model.proj_out_2.weight",
+        "vl_self_attention_model.transformer_blocks.0.attn1.to_q.weight",
+    ):
         if required not in tensors:
             raise ValueError(f"checkpoint has no {required}: not a NitroGen release-family state dict")
 
@@ -85,20 +99,35 @@ def config_from_release(tensors: dict[str, Any], ckpt_config: dict, *, vision_he
             width = shape("vision_encoder.embeddings.patch_embedding.weight")[0]
             if decode_variant(variant).width != width:
                 vision_heads = None
-                notes.append(f"vision_encoder_name {model_cfg.get('vision_encoder_name')!r} does not match width {width}")
+                notes.append(
+                    f"vision_encoder_name {model_cfg.get('vision_encoder_name')!r} does not match width {width}"
+                )
             else:
-                notes.append(f"vision heads {vision_heads} from vision_encoder_name {model_cfg.get('vision_encoder_name')!r}")
+                notes.append(
+                    f"vision heads {vision_heads} from vision_encoder_name {model_cfg.get('vision_encoder_name')!r}"
+                )
     vision = vision_config_from_tensors(tensors, "vision_encoder", vision_heads)
     if vision_heads is None:
-        notes.append(f"vision heads {vision.num_heads}: head dim 64 (no known variant named; override with --vision-heads)")
+        notes.append(
+            f"vision heads {vision.num_heads}: head dim 64 (no known variant named; override with --vision-heads)"
+        )
 
     mixer_prefix, dit_prefix = "vl_self_attention_model.transformer_blocks", "model.transformer_blocks"
-    mixer = _block_config(model_cfg.get("vl_self_attention_cfg") or {}, count_layers(tensors, mixer_prefix),
-                          shape(f"{mixer_prefix}.0.attn1.to_q.weight")[0], shape(f"{mixer_prefix}.0.ff.net.0.proj.weight")[0],
-                          "vl_self_attention_cfg")
+    mixer = _block_config(
+        model_cfg.get("vl_self_attention_cfg") or {},
+        count_layers(tensors, mixer_prefix),
+        shape(f"{mixer_prefix}.0.attn1.to_q.weight")[0],
+        shape(f"{mixer_prefix}.0.ff.net.0.proj.weight")[0],
+        "vl_self_attention_cfg",
+    )
     dit_cfg = model_cfg.get("diffusion_model_cfg") or {}
-    dit = _block_config(dit_cfg, count_layers(tensors, dit_prefix), shape(f"{dit_prefix}.0.attn1.to_q.weight")[0],
-                        shape(f"{dit_prefix}.0.ff.net.0.proj.weight")[0], "diffusion_model_cfg")
+    dit = _block_config(
+        dit_cfg,
+        count_layers(tensors, dit_prefix),
+        shape(f"{dit_prefix}.0.attn1.to_q.weight")[0],
+        shape(f"{dit_prefix}.0.ff.net.0.proj.weight")[0],
+        "diffusion_model_cfg",
+    )
 
     _, action_dim, hidden = shape("action_encoder.W1.W")
     tokenizer_cfg = ckpt_config.get("tokenizer_cfg") or {}
@@ -109,7 +138,9 @@ def config_from_release(tensors: dict[str, Any], ckpt_config: dict, *, vision_he
             notes.append(f"tokenizer_cfg has no max_sequence_length: using the release code's default {context_len}")
     context_len = int(context_len)
     if context_len > vision.num_patches:
-        notes.append(f"image tokens are left-padded with {context_len - vision.num_patches} zero vectors (context_len {context_len})")
+        notes.append(
+            f"image tokens are left-padded with {context_len - vision.num_patches} zero vectors (context_len {context_len})"
+        )
 
     config = NitroGenConfig(
         vision=vision,
@@ -136,8 +167,10 @@ def config_from_release(tensors: dict[str, Any], ckpt_config: dict, *, vision_he
 def release_key_map(config: NitroGenConfig) -> KeyMap:
     """Our flat param paths -> the release's state-dict keys."""
     m: KeyMap = {f"vision/{k}": v for k, v in vision_key_map(config.vision.depth, "vision_encoder").items()}
-    for stack, prefix, n in (("mixer", "vl_self_attention_model.transformer_blocks", config.mixer.num_layers),
-                             ("dit", "model.transformer_blocks", config.dit.num_layers)):
+    for stack, prefix, n in (
+        ("mixer", "vl_self_attention_model.transformer_blocks", config.mixer.num_layers),
+        ("dit", "model.transformer_blocks", config.dit.num_layers),
+    ):
         for i in range(n):
             ours, theirs = f"{stack}/block_{i}", f"{prefix}.{i}"
             m.update(attention(f"{ours}/attn", f"{theirs}.attn1", DIFFUSERS_ATTN))
@@ -162,15 +195,20 @@ def release_key_map(config: NitroGenConfig) -> KeyMap:
     return m
 
 
-def convert_release_state(tensors: dict[str, Any], ckpt_config: dict, *, source: str = "checkpoint",
-                          vision_heads: int | None = None, context_len: int | None = None,
-                          compute_dtype: str = "float32") -> tuple[NitroGenConfig, dict, ConversionReport]:
+def convert_release_state(
+    tensors: dict[str, Any],
+    ckpt_config: dict,
+    *,
+    source: str = "checkpoint",
+    vision_heads: int | None = None,
+    context_len: int | None = None,
+    compute_dtype: str = "float32",
+) -> tuple[NitroGenConfig, dict, ConversionReport]:
     """A release-family state dict (numpy or torch tensors) + its ckpt_config -> (config, params, report)."""
-    from nitrogen_jax.policy import abstract_params
-
     tensors = {k: (v.float().numpy() if hasattr(v, "numpy") else np.asarray(v)) for k, v in tensors.items()}
-    config, notes = config_from_release(tensors, ckpt_config, vision_heads=vision_heads, context_len=context_len,
-                                        compute_dtype=compute_dtype)
+    config, notes = config_from_release(
+        tensors, ckpt_config, vision_heads=vision_heads, context_len=context_len, compute_dtype=compute_dtype
+    )
     for k, v in tensors.items():
         if k.endswith(".W") and k.startswith(("action_encoder.", "action_decoder.")) and v.shape[0] != 1:
             notes.append(f"{k} holds {v.shape[0]} embodiments: using embodiment 0")
@@ -183,13 +221,17 @@ def load_release_checkpoint(path: str | os.PathLike, **options) -> tuple[NitroGe
     """Read `ng.pt` safely (see torch_pickle) and convert it. options: vision_heads, context_len, compute_dtype."""
     obj, stand_ins = load_torch_checkpoint(path)
     if not isinstance(obj, dict) or "model" not in obj:
-        raise ValueError(f"{path}: expected a dict with 'model' (state dict) and 'ckpt_config', got "
-                         f"{type(obj).__name__} with keys {sorted(obj)[:10] if isinstance(obj, dict) else '-'}")
+        raise ValueError(
+            f"{path}: expected a dict with 'model' (state dict) and 'ckpt_config', got "
+            f"{type(obj).__name__} with keys {sorted(obj)[:10] if isinstance(obj, dict) else '-'}"
+        )
     ckpt_config = to_plain(obj.get("ckpt_config") or {})
     if not isinstance(ckpt_config, dict):
         raise ValueError(f"{path}: ckpt_config is {type(ckpt_config).__name__}, expected a dict")
     options = {k: v for k, v in options.items() if v is not None}
-    config, params, report = convert_release_state(to_plain_tensors(obj["model"]), ckpt_config, source=os.fspath(path), **options)
+    config, params, report = convert_release_state(
+        to_plain_tensors(obj["model"]), ckpt_config, source=os.fspath(path), **options
+    )
     report.stand_ins = stand_ins
     return config, params, report
 

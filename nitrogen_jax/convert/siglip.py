@@ -3,6 +3,7 @@
 The release's `vision_encoder.*` tensors and a transformers `save_pretrained` directory share one layout, so one
 key map serves both. The pooling `head.*` is dropped: the policy uses all patch tokens.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,6 +16,7 @@ import numpy as np
 
 from nitrogen_jax.config import NitroGenConfig, VisionConfig, get_config
 from nitrogen_jax.convert.keymap import KeyMap, apply_key_map, attention, count_layers, layer_norm, linear
+from nitrogen_jax.model import init_params
 
 VISION_IGNORE = (r"(^|\.)head\.", r"position_ids$")
 
@@ -46,8 +48,10 @@ def vision_config_from_tensors(tensors: dict, prefix: str, num_heads: int | None
         raise ValueError(f"no {key}: not a SigLIP vision tower in transformers' layout")
     w = np.asarray(tensors[key])
     if w.ndim != 4:
-        raise ValueError(f"{key} has shape {w.shape}: only FixRes towers (Conv2d patch embedding) are supported, "
-                         "not SigLIP 2 NaFlex (Linear patch embedding)")
+        raise ValueError(
+            f"{key} has shape {w.shape}: only FixRes towers (Conv2d patch embedding) are supported, "
+            "not SigLIP 2 NaFlex (Linear patch embedding)"
+        )
     width, patch = w.shape[0], w.shape[-1]
     positions = np.asarray(tensors[f"{p}embeddings.position_embedding.weight"]).shape[0]
     side = math.isqrt(positions)
@@ -74,33 +78,45 @@ def load_siglip_vision(directory: str | os.PathLike, num_heads: int | None = Non
         tensors.update(load_file(f))
     hf = json.loads((directory / "config.json").read_text()) if (directory / "config.json").is_file() else {}
     vcfg = hf.get("vision_config", hf)
-    prefix = next((p for p in ("vision_model", "") if f"{p + '.' if p else ''}embeddings.patch_embedding.weight" in tensors), None)
+    prefix = next(
+        (p for p in ("vision_model", "") if f"{p + '.' if p else ''}embeddings.patch_embedding.weight" in tensors), None
+    )
     if prefix is None:
-        raise ValueError(f"{directory}: no embeddings.patch_embedding.weight (with or without 'vision_model.'): "
-                         "not a SigLIP vision tower")
+        raise ValueError(
+            f"{directory}: no embeddings.patch_embedding.weight (with or without 'vision_model.'): "
+            "not a SigLIP vision tower"
+        )
     tensors = {k: v for k, v in tensors.items() if k.startswith(prefix)}
-    config = vision_config_from_tensors(tensors, prefix, num_heads or vcfg.get("num_attention_heads"),
-                                        vcfg.get("layer_norm_eps", 1e-6))
+    config = vision_config_from_tensors(
+        tensors, prefix, num_heads or vcfg.get("num_attention_heads"), vcfg.get("layer_norm_eps", 1e-6)
+    )
     from nitrogen_jax.vision import SiglipVisionTower
 
-    target = jax.eval_shape(lambda r, x: SiglipVisionTower(config).init(r, x)["params"], jax.random.key(0),
-                            jax.ShapeDtypeStruct((1, config.image_size, config.image_size, 3), np.float32))
-    result = apply_key_map(vision_key_map(config.depth, prefix), tensors, target, source=str(directory),
-                           ignore=VISION_IGNORE + (r"^text_model\.", r"^logit_"))
+    target = jax.eval_shape(
+        lambda r, x: SiglipVisionTower(config).init(r, x)["params"],
+        jax.random.key(0),
+        jax.ShapeDtypeStruct((1, config.image_size, config.image_size, 3), np.float32),
+    )
+    result = apply_key_map(
+        vision_key_map(config.depth, prefix),
+        tensors,
+        target,
+        source=str(directory),
+        ignore=VISION_IGNORE + (r"^text_model\.", r"^logit_"),
+    )
     return config, result.params
 
 
-def init_from_siglip(config: str | NitroGenConfig, directory: str | os.PathLike, seed: int = 0, **overrides):
-    """A policy of `config` with random weights except the vision tower, loaded from a SigLIP checkpoint.
+def init_from_siglip(
+    config: str | NitroGenConfig, directory: str | os.PathLike, seed: int = 0, **overrides
+) -> tuple[NitroGenConfig, dict]:
+    """(config, params) of `config` with random weights except the vision tower, loaded from a SigLIP checkpoint.
 
     The preset's vision sizes must match the checkpoint's (heads come from the preset)."""
-    from nitrogen_jax.policy import Policy
-
     cfg = get_config(config, **overrides)
     vision_cfg, vision_params = load_siglip_vision(directory, num_heads=cfg.vision.num_heads)
     if vision_cfg != cfg.vision:
         raise ValueError(f"{directory} holds a tower {vision_cfg}, but the config expects {cfg.vision}")
-    policy = Policy.init(cfg, seed=seed)
-    params = dict(policy.params)
+    params = dict(init_params(cfg, jax.random.key(seed)))
     params["vision"] = jax.tree.map(np.asarray, vision_params)
-    return Policy(cfg, params, seed=seed)
+    return cfg, params

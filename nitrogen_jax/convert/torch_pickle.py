@@ -5,6 +5,7 @@ config class, or something hostile like `os.system`) is replaced by an `Inert` s
 exact name: the unpickler "calls" the stand-in, which only records the arguments and state it was given. So a
 config stored as a custom object is still readable as plain data, and nothing named in the file is executed.
 """
+
 from __future__ import annotations
 
 import os
@@ -42,15 +43,17 @@ def load_torch_checkpoint(path: str | os.PathLike) -> tuple[Any, list[str]]:
         unsafe = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
     except Exception as e:  # torch raises several types for non-zip / truncated files
         raise ValueError(f"{path} is not a readable torch checkpoint (zip format expected): {e}") from e
-    stand_ins = [(_stand_in(name), name) for name in unsafe]
+    stand_ins: list[Any] = [(_stand_in(name), name) for name in unsafe]
     try:
         with torch.serialization.safe_globals(stand_ins):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         # torch refuses some modules (os, posix, subprocess, ...) even as stand-ins: such a file is hostile.
         reason = next((line for line in str(e).splitlines() if "GLOBAL" in line), str(e).splitlines()[-1])
-        raise ValueError(f"{path}: refusing to read the checkpoint: {reason.strip()} (globals named in the file: "
-                         f"{', '.join(unsafe)})") from None
+        raise ValueError(
+            f"{path}: refusing to read the checkpoint: {reason.strip()} (globals named in the file: "
+            f"{', '.join(unsafe)})"
+        ) from None
     return obj, unsafe
 
 
