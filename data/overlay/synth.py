@@ -64,7 +64,7 @@ def _stick_path(n: int, fps: float, rng: np.random.Generator) -> np.ndarray:
             target = rng.choice([-1.0, 1.0], 2)
         else:
             target = rng.uniform(-0.8, 0.8, 2)
-        move = max(1, int(rng.uniform(0.05, 0.4) * fps))
+        move = max(1, int(rng.uniform(0.08, 0.4) * fps))
         hold = int(rng.uniform(0.05, 0.6) * fps)
         t = _smoothstep(np.linspace(0, 1, move + 1)[1:])[:, None]
         seg = np.concatenate([pos + (target - pos) * t, np.repeat(target[None], hold, 0)])
