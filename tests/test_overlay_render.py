@@ -146,7 +146,9 @@ def test_composite_affine_rectifies_back_to_the_template():
 def test_random_pad_stream_exercises_every_input():
     states = random_pad_stream(600, 60, np.random.default_rng(3))
     arr = stack_states(states)
-    assert arr["buttons"].any(0).all(), [b for b, on in zip(STANDARD_BUTTONS, arr["buttons"].any(0)) if not on]
+    assert arr["buttons"].any(0).all(), [
+        b for b, on in zip(STANDARD_BUTTONS, arr["buttons"].any(0), strict=True) if not on
+    ]
     for stick in ("j_left", "j_right"):
         assert np.abs(arr[stick]).max() >= 0.99 and np.abs(arr[stick]).max() <= 1.0
         assert np.abs(np.diff(arr[stick], axis=0)).max() < 1.0, "stick paths move smoothly, no teleports"
@@ -192,7 +194,7 @@ def test_video_decodes_with_its_frames_fps_and_truth(tmp_path, fps, codec):
         True,
     )
     np.testing.assert_allclose(again.overlay_affine, video.overlay_affine)
-    for a, b in zip(stack_states(again.truth).values(), stack_states(video.truth).values()):
+    for a, b in zip(stack_states(again.truth).values(), stack_states(video.truth).values(), strict=True):
         np.testing.assert_array_equal(a, b)
     # The overlay is really in the decoded frames where the truth says: the rectified crop matches its template.
     w, h = canonical_size(video.family)
