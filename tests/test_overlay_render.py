@@ -238,3 +238,32 @@ def test_no_overlay_video(tmp_path):
     assert not video.has_overlay and video.truth == [] and video.bbox_overlay == (0, 0, 0, 0)
     assert len(video.actions) == 30 and _decode(video.path)[0] == 30
     assert not load_synth_video(video.path).has_overlay
+
+
+def test_make_videos_command_and_contact_sheet(tmp_path):
+    import json
+
+    from nitrogen_jax.data.overlay import contact_sheet, synth
+
+    args = synth.MakeOverlayVideosArgs(out=tmp_path / "set", count=1, no_overlay=1, split="heldout", seconds=0.5)
+    assert synth.run(args) == 0
+    manifest = json.loads((tmp_path / "set" / "manifest.json").read_text())
+    assert [m["has_overlay"] for m in manifest] == [True, False]
+    assert manifest[0]["style"] in HELDOUT_STYLES and all(m["game"] in synth.HELDOUT_GAMES for m in manifest)
+    assert all(load_synth_video(tmp_path / "set" / m["video"]).num_frames == int(0.5 * m["fps"]) for m in manifest)
+    out = tmp_path / "sheet.png"
+    assert contact_sheet.run(contact_sheet.ContactSheetArgs(out=out)) == 0
+    assert cv2.imread(str(out)).shape[0] > 100
+
+
+def test_bad_inputs_name_what_was_expected(tmp_path):
+    with pytest.raises(ValueError, match="unknown overlay style 'nope'"):
+        make_overlay_video(tmp_path / "a.mp4", game="ale:pong", style="nope", seed=0)
+    with pytest.raises(ValueError, match="unknown game 'ale:zork'"):
+        make_overlay_video(tmp_path / "b.mp4", game="ale:zork", style=None, seed=0, seconds=0.1)
+    with pytest.raises(ValueError, match="opacity"):
+        make_overlay_video(tmp_path / "c.mp4", game="ale:pong", style=None, seed=0, opacity=0.2)
+    with pytest.raises(ValueError, match="PadState.j_left must have shape"):
+        PadState(np.zeros(N_BUTTONS, bool), np.zeros(3), np.zeros(2), np.zeros(2))
+    with pytest.raises(FileNotFoundError, match="no truth file"):
+        load_synth_video(tmp_path / "missing.mp4")

@@ -433,9 +433,7 @@ def composite(
     if not scale > 0 or not 0 <= opacity <= 1:
         raise ValueError(f"composite: scale must be > 0 and opacity in [0, 1], got scale={scale}, opacity={opacity}")
     h, w = overlay_rgba.shape[:2]
-    premul = overlay_rgba.astype(np.float32)
-    if not premultiplied:
-        premul[..., :3] *= premul[..., 3:4] / 255
+    premul = overlay_rgba if premultiplied else cv2.cvtColor(overlay_rgba, cv2.COLOR_RGBA2mRGBA)
     # The overlay covers [x, x + w*scale) x [y, y + h*scale); in OpenCV's pixel-centre convention template pixel i
     # lands at frame pixel scale*i + x + scale/2 - 1/2, so warpAffine(frame, affine, (w, h), WARP_INVERSE_MAP)
     # rectifies it exactly.
@@ -453,7 +451,8 @@ def composite(
     warped = cv2.warpAffine(
         src, local, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0)
     )
+    warped = warped.astype(np.float32)
     a = warped[..., 3:4] * (opacity / 255)
     roi = out[y0:y1, x0:x1].astype(np.float32)
-    out[y0:y1, x0:x1] = np.clip(roi * (1 - a) + warped[..., :3] * opacity, 0, 255).round().astype(np.uint8)
+    out[y0:y1, x0:x1] = np.clip(roi * (1 - a) + warped[..., :3] * opacity + 0.5, 0, 255).astype(np.uint8)
     return out, affine
