@@ -60,7 +60,7 @@ class ContactSheetArgs:
     """PNG to write."""
     columns: int = 3
     """Styles per row."""
-    scale: float = 0.6
+    scale: float = 0.5
     """Resize factor of the whole sheet (keeps the PNG small)."""
 
 
