@@ -2,7 +2,8 @@
 
 A command's dataclass states every option once (name, type, default, help from its docstring) and runs itself with
 `run()`. Only the module of the command being run is imported, so `nitrogen-jax check-shards` never loads jax.
-A dataclass may define `default_for(argv)` when its defaults depend on another flag (train's `--preset`).
+A dataclass may define `default_for(argv)` when its defaults depend on another flag (train's `--preset`). A
+command runs as `args.run()`, or as `run(args)` of its module where the dataclass has no `run` method.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "AblateChunkArgs",
         "train one policy per chunk length and compare them (table + plot)",
     ),
+    "overlay-synth": ("nitrogen_jax.data.overlay.synth", "MakeOverlayVideosArgs",
+                      "render synthetic overlay videos over real gameplay, with their per-frame truth"),
+    "overlay-sheet": ("nitrogen_jax.data.overlay.contact_sheet", "ContactSheetArgs",
+                      "draw every overlay style, neutral and pressed, on one PNG"),
     "play": (
         "nitrogen_jax.sim_bridge.cli",
         "PlayArgs",
@@ -79,7 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse(argv)
     try:
-        return int(args.run() or 0)
+        if hasattr(args, "run"):
+            code = args.run()
+        else:
+            code = importlib.import_module(type(args).__module__).run(args)
+        return int(code or 0)
     except (ValueError, FileNotFoundError) as e:
         print(f"nitrogen-jax {argv[0]}: error: {e}", file=sys.stderr)
         return 2

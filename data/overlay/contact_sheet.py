@@ -56,6 +56,8 @@ def contact_sheet(
 
 @dataclasses.dataclass(frozen=True)
 class ContactSheetArgs:
+    """Draw every overlay style, neutral and pressed, on one PNG."""
+
     out: Path = Path("docs/overlay-styles.png")
     """PNG to write."""
     columns: int = 3
@@ -71,8 +73,3 @@ def run(args: ContactSheetArgs) -> int:
     print(f"{args.out}: {len(STYLES)} styles, {sheet.shape[1]}x{sheet.shape[0]}")
     return 0
 
-
-if __name__ == "__main__":
-    import tyro
-
-    raise SystemExit(run(tyro.cli(ContactSheetArgs)))

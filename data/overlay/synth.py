@@ -112,7 +112,7 @@ def random_pad_stream(n: int, fps: float, rng: np.random.Generator) -> list[PadS
 def gameplay_frames(game: str, actions: list[PadState], fps: float, seed: int) -> Iterator[np.ndarray]:
     """Native RGB frames of `game` (a `make_env` spec) played with `actions`, one per video frame; the game runs at
     60 Hz, so a video frame may advance several game frames with the same input."""
-    from nitrogen_jax.sim_bridge.env import make_env
+    from nitrogen_jax.sim_bridge.games import make_env
 
     if game not in GAMES:
         raise ValueError(f"unknown game {game!r}; expected one of {GAMES}")
@@ -497,6 +497,8 @@ def load_synth_video(path: str | Path) -> SynthVideo:
 # ------------------------------------------------------------------------------------------------ the command
 @dataclasses.dataclass(frozen=True)
 class MakeOverlayVideosArgs:
+    """Write a set of synthetic overlay videos (and overlay-free ones) with their per-frame truth."""
+
     out: Path = Path("overlay_videos")
     """Folder to write `<name>.mp4` + `<name>.mp4.truth.npz` and `manifest.json` into."""
     count: int = 12
@@ -566,8 +568,3 @@ def run(args: MakeOverlayVideosArgs) -> int:
     print(f"{args.out}: {len(manifest)} videos ({args.no_overlay} without overlay)")
     return 0
 
-
-if __name__ == "__main__":
-    import tyro
-
-    raise SystemExit(run(tyro.cli(MakeOverlayVideosArgs)))
