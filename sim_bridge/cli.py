@@ -136,11 +136,15 @@ class EvalArgs(PolicyRunArgs):
     """Cap every task's time limit (quick smoke runs)."""
     baseline: bool = True
     """Also run the random-input baseline."""
+    constant_from: Path | None = None
+    """A labels folder (public layout): also run the constant baseline holding its most frequent action."""
+    constant: tuple[str, ...] | None = None
+    """Buttons the constant baseline holds (e.g. --constant south dpad_left); overrides --constant-from."""
     out: Path = Path("runs/eval")
     """Report folder."""
 
     def run(self) -> int:
-        from nitrogen_jax.sim_bridge.agent import PolicyAgent, RandomAgent
+        from nitrogen_jax.sim_bridge.agent import ConstantAgent, PolicyAgent, RandomAgent, constant_pad
         from nitrogen_jax.sim_bridge.evaluate import evaluate, success_rates
         from nitrogen_jax.sim_bridge.report import write_report
         from nitrogen_jax.sim_bridge.tasks import select_tasks
@@ -149,11 +153,14 @@ class EvalArgs(PolicyRunArgs):
         if self.max_frames:
             tasks = [dataclasses.replace(t, time_limit=min(t.time_limit, self.max_frames)) for t in tasks]
         policy, source = self.source.load()
-        agents: list[PolicyAgent | RandomAgent] = [
+        agents: list[PolicyAgent | RandomAgent | ConstantAgent] = [
             PolicyAgent(policy, self.temperature, num_steps=self.euler_steps, seed=self.source.seed)
         ]
         if self.baseline:
             agents.append(RandomAgent(policy.config.action_horizon, seed=self.source.seed))
+        held = constant_pad(self.constant, self.constant_from)
+        if held is not None:
+            agents.append(ConstantAgent(held[0], policy.config.action_horizon))
         t0 = time.perf_counter()
         results = evaluate(tasks, agents, self.rollouts, self.execute)
         header = {
@@ -164,6 +171,8 @@ class EvalArgs(PolicyRunArgs):
             "date": f"{datetime.datetime.now():%Y-%m-%d %H:%M}",
             "wall time": f"{time.perf_counter() - t0:.0f} s",
         }
+        if held is not None:
+            header["constant baseline"] = held[1]
         path = write_report(results, tasks, self.out, header)
         rates = success_rates(results, "category")
         for (category, agent), rate in sorted(rates.items()):

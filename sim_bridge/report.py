@@ -37,6 +37,28 @@ def _plot(rates: dict[tuple[str, str], Rate], groups: list[str], agents: list[st
     plt.close(fig)
 
 
+def baseline_caveats(by_task: dict[tuple[str, str], Rate], tasks: list[str], agents: list[str], policy: str = "policy"):
+    """One line per task where a baseline's success rate matches or beats the policy's, or where their intervals
+    overlap: there the policy's number says nothing about playing from the frame."""
+    lines = []
+    for t in tasks:
+        if (t, policy) not in by_task:
+            continue
+        p = by_task[(t, policy)]
+        for a in agents:
+            if a == policy or (t, a) not in by_task:
+                continue
+            b = by_task[(t, a)]
+            if b.rate >= p.rate:
+                lines.append(f"**caveat**: on {t} the {a} baseline ({b}) matches or beats the policy ({p})")
+            elif b.high >= p.low:
+                lines.append(
+                    f"**caveat**: on {t} the policy ({p}) is above the {a} baseline ({b}) but their "
+                    f"{CONFIDENCE:.0%} intervals overlap"
+                )
+    return lines
+
+
 def write_report(results: list[Rollout], tasks: list[Task], out_dir: str | Path, header: dict) -> Path:
     """Write report.md, success_by_task.png, success_by_category.png and rollouts.json into `out_dir`."""
     out = Path(out_dir)
@@ -51,6 +73,8 @@ def write_report(results: list[Rollout], tasks: list[Task], out_dir: str | Path,
     lines = ["# nitrogen-jax evaluation", ""]
     lines += [f"- {k}: {v}" for k, v in header.items()]
     lines += [f"- success rates with {CONFIDENCE:.0%} Wilson intervals, (successes/rollouts)", ""]
+    caveats = baseline_caveats(by_task, [t.name for t in tasks], agents)
+    lines += [*caveats, ""] if caveats else []
     lines += ["## By category", "", "| category | " + " | ".join(agents) + " |", "|---|" + "---|" * len(agents)]
     lines += [f"| {c} | " + " | ".join(str(by_category[(c, a)]) for a in agents) + " |" for c in categories]
     lines += ["", "![success by category](success_by_category.png)", "", "## By task", ""]

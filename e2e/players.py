@@ -1,0 +1,108 @@
+"""Scripted players that read the game's state from the console RAM and play well enough to be worth imitating.
+
+They are the "streamers" of the end-to-end run: each frame they look at the RAM (where the ball and the paddle
+are), choose a gamepad state, and that state is both what the game receives and what the overlay shows. The RAM
+addresses (AtariARI's annotations) and the aim offsets were found by experiment against ale-py's ROMs and are
+checked in tests/test_e2e_players.py: each player beats random play on its own game.
+
+Atari mapping (see `sim_bridge.ale_env`): D-pad left/right are the joystick's LEFT/RIGHT, the south face button is
+FIRE. In Pong the joystick's RIGHT moves the player's paddle *up* and LEFT moves it down.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Protocol
+
+import numpy as np
+
+from nitrogen_jax.actions import STANDARD_BUTTONS, Gamepad
+
+
+def pad_of(*buttons: str) -> Gamepad:
+    """A one-frame gamepad with `buttons` pressed, sticks centred."""
+    pad = Gamepad.zeros(1)
+    for b in buttons:
+        pad.buttons[0, STANDARD_BUTTONS.index(b)] = True
+    return pad
+
+
+class Player(Protocol):
+    game: str  # the `make_env` spec it plays
+
+    def act(self, ram: np.ndarray, frame: int) -> Gamepad:
+        """The one-frame gamepad state to hold for the next game frame."""
+        ...
+
+
+@dataclasses.dataclass
+class PongPlayer:
+    """Keeps the paddle's centre on the ball's height (RAM 54 ball y, 51 paddle y, 0 = no ball in play)."""
+
+    game: str = "ale:Pong"
+    aim: int = 4  # paddle y + aim lines up with ball y; conceding nothing over 3000 frames for aim in [0, 12]
+    deadband: int = 3
+
+    def act(self, ram: np.ndarray, frame: int) -> Gamepad:
+        ball, paddle = int(ram[54]), int(ram[51])
+        if ball == 0:
+            return pad_of()
+        d = ball - (paddle + self.aim)
+        if d > self.deadband:
+            return pad_of("dpad_left")  # paddle down
+        if d < -self.deadband:
+            return pad_of("dpad_right")  # paddle up
+        return pad_of()
+
+
+@dataclasses.dataclass
+class BreakoutPlayer:
+    """Serves when no ball is in play (RAM 101 ball y = 0), else keeps the paddle under the ball (RAM 99 ball x,
+    72 paddle x). FIRE is tapped, not held: the game serves on a press."""
+
+    game: str = "ale:Breakout"
+    aim: int = 8  # paddle x + aim lines up with ball x; loses no life over 3000 frames at 8
+    deadband: int = 2
+
+    def act(self, ram: np.ndarray, frame: int) -> Gamepad:
+        ball_x, ball_y, paddle = int(ram[99]), int(ram[101]), int(ram[72])
+        if ball_y == 0:
+            return pad_of("south") if frame % 8 < 4 else pad_of()
+        d = ball_x - (paddle + self.aim)
+        if d > self.deadband:
+            return pad_of("dpad_right")
+        if d < -self.deadband:
+            return pad_of("dpad_left")
+        return pad_of()
+
+
+@dataclasses.dataclass
+class RandomPlayer:
+    """The counterpart every scripted player must beat: one of `choices` (button sets) uniformly, held for a few
+    frames like a person mashing."""
+
+    game: str
+    choices: tuple[tuple[str, ...], ...] = ((), ("south",), ("dpad_left",), ("dpad_right",))
+    seed: int = 0
+    hold: tuple[int, int] = (2, 12)
+
+    def __post_init__(self):
+        self._rng = np.random.default_rng(self.seed)
+        self._held, self._left = pad_of(), 0
+
+    def act(self, ram: np.ndarray, frame: int) -> Gamepad:
+        if self._left <= 0:
+            self._held = pad_of(*self.choices[self._rng.integers(len(self.choices))])
+            self._left = int(self._rng.integers(*self.hold))
+        self._left -= 1
+        return self._held
+
+
+PLAYERS: dict[str, type] = {"ale:Pong": PongPlayer, "ale:Breakout": BreakoutPlayer}
+
+
+def make_player(game: str) -> Player:
+    """'ale:Breakout' -> its scripted player."""
+    if game not in PLAYERS:
+        raise ValueError(f"no scripted player for {game!r}; expected one of {sorted(PLAYERS)}")
+    return PLAYERS[game]()
