@@ -55,6 +55,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "EvalArgs",
         "task success on the suite beside a random-input baseline (markdown report)",
     ),
+    "e2e": (
+        "nitrogen_jax.e2e.cli",
+        "E2EArgs",
+        "the main job end to end: record, extract, preprocess, train, evaluate, report (--stage for one)",
+    ),
 }
 
 
