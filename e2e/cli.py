@@ -34,11 +34,11 @@ class E2EArgs:
     extract: Literal["auto", "overlay", "truth"] | None = None
     """How labels are obtained: 'overlay' reads them off the video, 'truth' uses the withheld labels."""
     train_steps: int | None = None
-    """Optimiser steps (default 1500)."""
+    """Optimiser steps (default 1200)."""
     batch_size: int | None = None
-    """Training batch (default 32)."""
+    """Training batch (default 16)."""
     tasks: str | None = None
-    """Evaluation tasks (default breakout_break_brick)."""
+    """Evaluation tasks (default breakout_break_3,breakout_break_brick)."""
     rollouts: int | None = None
     """Rollouts per task and agent (default 30)."""
 

@@ -29,7 +29,7 @@ def e2e_model() -> NitroGenConfig:
         hidden_size=64,
         dit_output_dim=64,
         max_seq_len=64,
-        num_steps=4,
+        num_steps=8,
     )
 
 
@@ -44,13 +44,13 @@ class ExtractSettings:
 
 @dataclasses.dataclass(frozen=True)
 class EvalSettings:
-    tasks: str = "breakout_break_brick"
+    tasks: str = "breakout_break_3,breakout_break_brick"
     """Tasks to evaluate (sim_bridge.tasks): ones whose right action depends on the frame."""
     rollouts: int = 30
     """Rollouts per task and agent."""
     execute: int = 4
     """Actions of each predicted chunk executed before predicting again."""
-    temperature: float = 0.5
+    temperature: float = 1.0
     """Scale of the sampler's initial noise."""
     gif_frames: int = 360
     """Game frames in the report's GIF of the policy playing."""
@@ -61,11 +61,11 @@ class E2ESettings:
     record: RecordSettings = RecordSettings()
     extract: ExtractSettings = ExtractSettings()
     preprocess: PreprocessConfig = PreprocessConfig(
-        layout="seed", action_horizon=ACTION_HORIZON, action_fps=60.0, frame_stride=2, density_threshold=0.0
+        layout="seed", action_horizon=ACTION_HORIZON, action_fps=60.0, frame_stride=1, density_threshold=0.0
     )
     model: NitroGenConfig = dataclasses.field(default_factory=e2e_model)
     train: TrainConfig = TrainConfig(
-        learning_rate=1e-3, warmup_steps=100, num_steps=1500, batch_size=32, ema_decay=0.999, save_every=500
+        learning_rate=2e-3, warmup_steps=100, num_steps=1200, batch_size=16, ema_decay=0.999, save_every=400
     )
     augment: bool = False
     """Loader augmentations (off: positions on screen are what the policy must read)."""

@@ -162,6 +162,15 @@ TASKS: tuple[Task, ...] = (
         time_limit=600,
     ),
     Task(
+        "breakout_break_3",
+        "ale:Breakout",
+        "game-specific",
+        "Serve and break three bricks within 20 s: the paddle must meet the ball again and again (a constant "
+        "action never serves or misses; random input rarely returns the ball three times).",
+        reward_at_least(3),
+        time_limit=1200,
+    ),
+    Task(
         "pong_hold_serve",
         "ale:Pong",
         "game-specific",
