@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from nitrogen_jax.e2e.players import BreakoutPlayer, PongPlayer, RandomPlayer, make_player
+from nitrogen_jax.actions import Gamepad
+from nitrogen_jax.e2e.players import BreakoutPlayer, PongPlayer, RandomPlayer, make_player, pad_of
 from nitrogen_jax.sim_bridge.games import make_env
 
 FRAMES = 1500
@@ -53,3 +54,31 @@ def test_unknown_game_is_named():
 
     with pytest.raises(ValueError, match="ale:Nope"):
         make_player("ale:Nope")
+
+
+class PlayerAgent:
+    """A scripted player as an evaluation agent (it reads the RAM of the env it is given, one action per chunk)."""
+
+    name, horizon = "player", 1
+
+    def __init__(self, player, env):
+        self.player, self.env, self.frame = player, env, 0
+
+    def act(self, frames):
+        self.frame += 1
+        return [self.player.act(self.env.ram(), self.frame)]
+
+
+def test_breakout_break_3_needs_the_frame():
+    """The task the e2e run is judged on: the RAM-reading player solves it, a constant action cannot serve."""
+    from nitrogen_jax.sim_bridge.agent import ConstantAgent
+    from nitrogen_jax.sim_bridge.evaluate import rollout
+    from nitrogen_jax.sim_bridge.tasks import TASKS_BY_NAME
+
+    task = TASKS_BY_NAME["breakout_break_3"]
+    with make_env(task.env) as env:
+        wins = [rollout(env, task, PlayerAgent(BreakoutPlayer(), env), i).success for i in range(3)]
+        idle = rollout(env, task, ConstantAgent(Gamepad.zeros(1), 8), 0)
+        right = rollout(env, task, ConstantAgent(pad_of("dpad_right", "south"), 8), 0)
+    assert all(wins)
+    assert not idle.success and not right.success
