@@ -12,6 +12,9 @@ import time
 from pathlib import Path
 from typing import Literal
 
+from nitrogen_jax.e2e.settings import E2ESettings
+
+_D = E2ESettings()
 StageName = Literal["record", "extract", "preprocess", "train", "evaluate", "report"]
 
 
@@ -25,42 +28,39 @@ class E2EArgs:
     """Run only this stage (default: all, in order)."""
     force: bool = False
     """Run the chosen stage(s) even when done with the same settings."""
-    games: tuple[str, ...] | None = None
-    """Games to record (default: ale:Breakout)."""
-    videos_per_game: int | None = None
-    """Recordings per game (default 4)."""
-    seconds: float | None = None
-    """Seconds per recording (default 40)."""
-    extract: Literal["auto", "overlay", "truth"] | None = None
-    """How labels are obtained: 'overlay' reads them off the video, 'truth' uses the withheld labels."""
-    train_steps: int | None = None
-    """Optimiser steps (default 1200)."""
-    batch_size: int | None = None
-    """Training batch (default 16)."""
-    tasks: str | None = None
-    """Evaluation tasks (default breakout_break_3,breakout_break_brick)."""
-    rollouts: int | None = None
-    """Rollouts per task and agent (default 30)."""
+    games: tuple[str, ...] = _D.record.games
+    """Games to record (each needs a scripted player in e2e.players)."""
+    videos_per_game: int = _D.record.videos_per_game
+    """Recordings per game."""
+    seconds: float = _D.record.seconds
+    """Seconds per recording (60 game frames each)."""
+    extract: Literal["auto", "overlay", "truth"] = "auto"
+    """How labels are obtained: 'overlay' reads them off the video, 'truth' uses the withheld labels, 'auto' the
+    overlay extractor where installed."""
+    train_steps: int = _D.train.num_steps
+    """Optimiser steps."""
+    batch_size: int = _D.train.batch_size
+    """Training batch."""
+    tasks: str = _D.eval.tasks
+    """Evaluation tasks (sim_bridge.tasks names, comma-separated)."""
+    rollouts: int = _D.eval.rollouts
+    """Rollouts per task and agent."""
 
-    def settings(self):
-        from nitrogen_jax.e2e.settings import E2ESettings
-
-        s = E2ESettings()
-        rec = {
-            k: v
-            for k, v in (("games", self.games), ("videos_per_game", self.videos_per_game), ("seconds", self.seconds))
-            if v is not None
-        }
-        train = {k: v for k, v in (("num_steps", self.train_steps), ("batch_size", self.batch_size)) if v is not None}
-        if "num_steps" in train:
-            train["save_every"] = min(s.train.save_every, train["num_steps"])
-        ev = {k: v for k, v in (("tasks", self.tasks), ("rollouts", self.rollouts)) if v is not None}
+    def settings(self) -> E2ESettings:
+        s = _D
         return dataclasses.replace(
             s,
-            record=dataclasses.replace(s.record, **rec),
-            extract=dataclasses.replace(s.extract, method=self.extract or s.extract.method),
-            train=s.train.replace(**train),
-            eval=dataclasses.replace(s.eval, **ev),
+            record=dataclasses.replace(
+                s.record, games=tuple(self.games), videos_per_game=self.videos_per_game, seconds=self.seconds
+            ),
+            extract=dataclasses.replace(s.extract, method=self.extract),
+            train=s.train.replace(
+                num_steps=self.train_steps,
+                batch_size=self.batch_size,
+                save_every=min(s.train.save_every, self.train_steps),
+                warmup_steps=min(s.train.warmup_steps, self.train_steps),
+            ),
+            eval=dataclasses.replace(s.eval, tasks=self.tasks, rollouts=self.rollouts),
         )
 
 
