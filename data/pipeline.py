@@ -17,10 +17,8 @@ import os
 import tarfile
 from pathlib import Path
 
-import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
-
 from nitrogen_jax.actions import get_layout
+from nitrogen_jax.data.beam import PipelineOptions, beam
 from nitrogen_jax.data.layout import ChunkRef, LabelError, find_chunks, read_chunk
 from nitrogen_jax.data.preprocess import LabelChunk, PreprocessConfig, shard_name, video_samples
 from nitrogen_jax.data.report import Report

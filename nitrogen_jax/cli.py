@@ -40,10 +40,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "AblateChunkArgs",
         "train one policy per chunk length and compare them (table + plot)",
     ),
-    "overlay-synth": ("nitrogen_jax.data.overlay.synth", "MakeOverlayVideosArgs",
-                      "render synthetic overlay videos over real gameplay, with their per-frame truth"),
-    "overlay-sheet": ("nitrogen_jax.data.overlay.contact_sheet", "ContactSheetArgs",
-                      "draw every overlay style, neutral and pressed, on one PNG"),
+    "overlay-synth": (
+        "nitrogen_jax.data.overlay.synth",
+        "MakeOverlayVideosArgs",
+        "render synthetic overlay videos over real gameplay, with their per-frame truth",
+    ),
+    "overlay-sheet": (
+        "nitrogen_jax.data.overlay.contact_sheet",
+        "ContactSheetArgs",
+        "draw every overlay style, neutral and pressed, on one PNG",
+    ),
     "play": (
         "nitrogen_jax.sim_bridge.cli",
         "PlayArgs",
