@@ -79,7 +79,8 @@ def unstack_states(arrays: dict[str, np.ndarray]) -> list[PadState]:
 
 def _rgba(color: Color, alpha: int = 255) -> tuple[int, int, int, int]:
     """Premultiplied RGBA for OpenCV drawing."""
-    return tuple(int(round(c * alpha / 255)) for c in color) + (alpha,)
+    r, g, b = color
+    return int(round(r * alpha / 255)), int(round(g * alpha / 255)), int(round(b * alpha / 255)), alpha
 
 
 def _pt(x: float, y: float) -> tuple[int, int]:
@@ -87,7 +88,8 @@ def _pt(x: float, y: float) -> tuple[int, int]:
 
 
 def _mix(a: Color, b: Color, t: float) -> Color:
-    return tuple(int(round(x + (y - x) * t)) for x, y in zip(a, b, strict=True))
+    (ar, ag, ab), (br, bg, bb) = a, b
+    return int(round(ar + (br - ar) * t)), int(round(ag + (bg - ag) * t)), int(round(ab + (bb - ab) * t))
 
 
 def _shape(img: np.ndarray, style: OverlayStyle, e: Element, fill: Color | None, line: Color, width: int) -> None:
@@ -197,6 +199,7 @@ def _face_color(style: OverlayStyle, e: Element) -> Color | None:
 def _draw_button(img: np.ndarray, style: OverlayStyle, e: Element, pressed: bool) -> None:
     """A face, D-pad, shoulder or menu button, idle or lit."""
     face = _face_color(style, e)
+    fill: Color | None
     if pressed:
         fill = face if face is not None and style.face_fill else style.highlight
         fill = _mix(fill, (255, 255, 255), 0.25) if face is not None and style.face_fill else fill
@@ -367,9 +370,11 @@ def _base(style: OverlayStyle) -> np.ndarray:
                     at = (e.cx + side * (e.w / 2 + 9), e.cy)
                 else:
                     at = (e.cx, e.cy - e.h / 2 - 6)
+                text = _element_label(style, e)
+                assert text is not None  # every family's label table names both triggers
                 _label(
                     img,
-                    _element_label(style, e),
+                    text,
                     *at,
                     7,
                     _label_color(style, None, False) if style.body else style.line_color,
