@@ -2,8 +2,9 @@
 
 Each session keeps a JAX key; a chunk for it splits the key and draws temperature * normal(sub, (1, H, A)), the
 noise `Policy.sample(rng=sub)` would draw for that session alone, so a session's chunk does not depend on who else
-is in the batch (up to the float rounding of a larger matmul). Batches are padded to a power-of-two bucket so that
-only a handful of shapes are ever compiled, all of them at start-up.
+is in the batch (up to the float rounding of a larger matmul). Only power-of-two batch sizes (and max_batch) are
+compiled, all at start-up. On an accelerator a batch is padded up to the next such size: one call, the padding
+nearly free. On CPU the work grows with every frame, so padding is pure waste: a batch of 13 runs as 8 + 4 + 1.
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ def batch_buckets(max_batch: int) -> tuple[int, ...]:
 class BatchSampler:
     """frames of n sessions + their keys -> n action chunks in the release's decoded units + the advanced keys."""
 
-    def __init__(self, policy: Policy, *, temperature: float = 1.0, num_steps: int | None = None, max_batch: int = 16):
+    def __init__(self, policy: Policy, *, temperature: float = 1.0, num_steps: int | None = None, max_batch: int = 16,
+                 pad: bool | None = None):
         self.policy = policy
+        self.pad = jax.default_backend() != "cpu" if pad is None else pad
         self.temperature = float(temperature)
         self.num_steps = num_steps
         self.buckets = batch_buckets(max_batch)
@@ -56,6 +59,27 @@ class BatchSampler:
         n = len(keys)
         if not 1 <= n <= self.max_batch or frames.shape[0] != n:
             raise ValueError(f"a batch is 1..{self.max_batch} frames with one key each, got {frames.shape[0]} and {n}")
+        preds, new_keys, start = [], [], 0
+        for size in self._calls(n):
+            p, k = self._sample_padded(frames[start:start + size], keys[start:start + size])
+            preds += p
+            new_keys += k
+            start += size
+        return preds, new_keys
+
+    def _calls(self, n: int) -> list[int]:
+        """Batch sizes to run n frames as: one padded call, or (CPU) compiled sizes that add up to n exactly."""
+        if self.pad:
+            return [n]
+        sizes = []
+        for b in reversed(self.buckets):
+            while n >= b:
+                sizes.append(b)
+                n -= b
+        return sizes
+
+    def _sample_padded(self, frames: np.ndarray, keys: list) -> tuple[list[dict[str, np.ndarray]], list]:
+        n = len(keys)
         bucket = next(b for b in self.buckets if b >= n)
         new_keys, noise = self._noise(jnp.stack(keys + keys[:1] * (bucket - n)))
         if bucket > n:
