@@ -13,6 +13,7 @@ batches the requests arriving together (`--max-batch 16`) beside the same server
     .venv/bin/python bench/serve_latency.py [--preset tiny] [--requests 200] [--frames 1800]
     .venv/bin/python bench/serve_latency.py --concurrency [--clients 1,4,16] [--per-client 20]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,13 +66,22 @@ def interleaved_latency(policy, endpoint: str, frame: np.ndarray, n: int) -> dic
 
 
 def start_server(preset: str, port: int, max_batch: int) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "nitrogen_jax.sim_bridge.serve_command", "--preset", preset, "--port", str(port),
-           "--max-batch", str(max_batch)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "nitrogen_jax.sim_bridge.serve_command",
+        "--preset",
+        preset,
+        "--port",
+        str(port),
+        "--max-batch",
+        str(max_batch),
+    ]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
 
 
 def concurrent_clients(endpoint: str, clients: int, per_client: int, frame: np.ndarray) -> tuple[np.ndarray, float]:
-    """(seconds per request, wall seconds) for `clients` threads each sending `per_client` predicts after one warm-up."""
+    """(seconds per request, wall seconds): `clients` threads, each sending `per_client` predicts after a warm-up."""
     import threading
 
     from nitrogen_jax.sim_bridge.client import PolicyClient
@@ -117,8 +127,10 @@ def concurrency_table(preset: str, client_counts: list[int], per_client: int) ->
         finally:
             server.terminate()
             server.wait(30)
-    print(f"\npreset {preset} on {jax.devices()[0].platform} ({os.cpu_count()} cores), 256x256 pickled frames, "
-          f"{per_client} predicts per client")
+    print(
+        f"\npreset {preset} on {jax.devices()[0].platform} ({os.cpu_count()} cores), 256x256 pickled frames, "
+        f"{per_client} predicts per client"
+    )
     print("| clients | sequential median ms | p90 ms | chunks/s | batched median ms | p90 ms | chunks/s | speed-up |")
     print("|--------:|---------------------:|-------:|---------:|------------------:|-------:|---------:|---------:|")
     for n in client_counts:
@@ -128,8 +140,10 @@ def concurrency_table(preset: str, client_counts: list[int], per_client: int) ->
             med, p90 = percentiles(times)
             rates.append(len(times) / wall)
             cells += [f"{med:.1f}", f"{p90:.1f}", f"{rates[-1]:.1f}"]
-        print(f"| {n:7d} | {cells[0]:>20} | {cells[1]:>6} | {cells[2]:>8} | {cells[3]:>17} | {cells[4]:>6} | "
-              f"{cells[5]:>8} | {rates[1] / rates[0]:7.2f}x |")
+        print(
+            f"| {n:7d} | {cells[0]:>20} | {cells[1]:>6} | {cells[2]:>8} | {cells[3]:>17} | {cells[4]:>6} | "
+            f"{cells[5]:>8} | {rates[1] / rates[0]:7.2f}x |"
+        )
 
 
 def play_fps(spec: str, agent, frames: int, execute: int | None, record: bool) -> float:
@@ -167,19 +181,29 @@ def main() -> None:
     policy = Policy.init(args.preset)
     frame = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "nitrogen_jax.cli", "serve", "--preset", args.preset, "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    server = subprocess.Popen(
+        [sys.executable, "-m", "nitrogen_jax.cli", "serve", "--preset", args.preset, "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=os.environ.copy(),
+    )
     try:
         times = interleaved_latency(policy, f"tcp://127.0.0.1:{port}", frame, args.requests)
     finally:
         server.terminate()
         server.wait(30)
 
-    print(f"\n{policy} on {jax.devices()[0].platform} ({os.cpu_count()} cores), 256x256 frames, {args.requests} requests each")
+    print(
+        f"\n{policy} on {jax.devices()[0].platform} ({os.cpu_count()} cores), 256x256 frames, "
+        f"{args.requests} requests each"
+    )
     print(f"| {'path':<42} | median ms | p90 ms | overhead ms (median of paired differences) |")
     print(f"|{'-' * 44}|-----------|--------|--------------------------------------------|")
-    names = {"in-process": "in-process Policy.sample + decode", "pickle": "serve round trip, pickle (release client)",
-             "msgpack": "serve round trip, msgpack"}
+    names = {
+        "in-process": "in-process Policy.sample + decode",
+        "pickle": "serve round trip, pickle (release client)",
+        "msgpack": "serve round trip, msgpack",
+    }
     for key, name in names.items():
         med, p90 = percentiles(times[key])
         over = "" if key == "in-process" else f"{1e3 * np.median(times[key] - times['in-process']):+.2f}"
@@ -190,8 +214,12 @@ def main() -> None:
     print(f"| {'env':<26} | {'agent':<7} | {'execute':>7} | {'record':>6} | fps |")
     print(f"|{'-' * 28}|---------|---------|--------|-----|")
     for spec in ("ale:Breakout", "retro:Airstriker-Genesis"):
-        for a, execute, record in ((agent, None, False), (agent, None, True), (agent, 6, False),
-                                   (RandomAgent(policy.config.action_horizon), None, False)):
+        for a, execute, record in (
+            (agent, None, False),
+            (agent, None, True),
+            (agent, 6, False),
+            (RandomAgent(policy.config.action_horizon), None, False),
+        ):
             fps = play_fps(spec, a, args.frames, execute, record)
             print(f"| {spec:<26} | {a.name:<7} | {execute or 'all':>7} | {'yes' if record else 'no':>6} | {fps:.0f} |")
 

@@ -33,16 +33,26 @@ def batch_buckets(max_batch: int) -> tuple[int, ...]:
 class BatchSampler:
     """frames of n sessions + their keys -> n action chunks in the release's decoded units + the advanced keys."""
 
-    def __init__(self, policy: Policy, *, temperature: float = 1.0, num_steps: int | None = None, max_batch: int = 16,
-                 pad: bool | None = None):
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        temperature: float = 1.0,
+        num_steps: int | None = None,
+        max_batch: int = 16,
+        pad: bool | None = None,
+    ):
         self.policy = policy
         self.pad = jax.default_backend() != "cpu" if pad is None else pad
         self.temperature = float(temperature)
         self.num_steps = num_steps
         self.buckets = batch_buckets(max_batch)
         c = policy.config
-        self._noise = jax.jit(jax.vmap(functools.partial(_next_noise, shape=(1, c.action_horizon, c.action_dim),
-                                                         temperature=self.temperature)))
+        self._noise = jax.jit(
+            jax.vmap(
+                functools.partial(_next_noise, shape=(1, c.action_horizon, c.action_dim), temperature=self.temperature)
+            )
+        )
 
     @property
     def max_batch(self) -> int:
@@ -61,7 +71,7 @@ class BatchSampler:
             raise ValueError(f"a batch is 1..{self.max_batch} frames with one key each, got {frames.shape[0]} and {n}")
         preds, new_keys, start = [], [], 0
         for size in self._calls(n):
-            p, k = self._sample_padded(frames[start:start + size], keys[start:start + size])
+            p, k = self._sample_padded(frames[start : start + size], keys[start : start + size])
             preds += p
             new_keys += k
             start += size
@@ -89,8 +99,11 @@ class BatchSampler:
 
     def _release_units(self, chunk: np.ndarray) -> dict[str, np.ndarray]:
         pad = self.policy.config.layout.decode(chunk)
-        return {"j_left": pad.j_left, "j_right": pad.j_right,
-                "buttons": RELEASE_LAYOUT.encode(pad)[:, :RELEASE_BUTTON_SLOTS]}
+        return {
+            "j_left": pad.j_left,
+            "j_right": pad.j_right,
+            "buttons": RELEASE_LAYOUT.encode(pad)[:, :RELEASE_BUTTON_SLOTS],
+        }
 
 
 def _next_noise(key, shape, temperature):

@@ -3,6 +3,7 @@
 Replies are read with the same whitelist as the server reads requests: a client trusts its server no more than
 the server trusts it.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,8 +20,13 @@ class ServerError(RuntimeError):
 
 
 class PolicyClient:
-    def __init__(self, endpoint: str = "tcp://127.0.0.1:5555", codec: str = "pickle", timeout_s: float = RECEIVE_TIMEOUT_S,
-                 curve: ClientKeys | None = None):
+    def __init__(
+        self,
+        endpoint: str = "tcp://127.0.0.1:5555",
+        codec: str = "pickle",
+        timeout_s: float = RECEIVE_TIMEOUT_S,
+        curve: ClientKeys | None = None,
+    ):
         if codec not in CODECS:
             raise ValueError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
         self._loads, self._dumps = CODECS[codec]

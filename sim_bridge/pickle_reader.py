@@ -103,8 +103,10 @@ class _Machine:
     def _check(self, nodes: int, depth: int, nbytes: int) -> None:
         lim = self.limits
         if nodes > lim.max_nodes:
-            raise WireError(f"pickle: the message expands to more than max_nodes={lim.max_nodes} values "
-                            f"(memo references count once per use)")
+            raise WireError(
+                f"pickle: the message expands to more than max_nodes={lim.max_nodes} values "
+                f"(memo references count once per use)"
+            )
         if depth > lim.max_depth:
             raise WireError(f"pickle: values nested deeper than max_depth={lim.max_depth}")
         if nbytes > lim.max_bytes:
@@ -161,15 +163,21 @@ class _Machine:
             handler = getattr(self, f"op_{op.name}", None) if op else None
             if handler is None:
                 name = op.name if op else f"byte 0x{code[0]:02x}"
-                raise WireError(f"pickle: opcode {name} at byte {pos} is not allowed (only plain values, numeric "
-                                f"numpy arrays and PIL images may be sent)")
+                raise WireError(
+                    f"pickle: opcode {name} at byte {pos} is not allowed (only plain values, numeric "
+                    f"numpy arrays and PIL images may be sent)"
+                )
             try:
                 arg = op.arg.reader(self.stream) if op.arg is not None else None
             except ValueError as e:
-                raise WireError(f"pickle: argument of {op.name} at byte {pos} is truncated or malformed ({e})"[:300]) from None
+                raise WireError(
+                    f"pickle: argument of {op.name} at byte {pos} is truncated or malformed ({e})"[:300]
+                ) from None
             if op.name == "STOP":
                 if len(self.stack) != 1 or self.marks:
-                    raise WireError(f"pickle: STOP with {len(self.stack)} values and {len(self.marks)} marks on the stack")
+                    raise WireError(
+                        f"pickle: STOP with {len(self.stack)} values and {len(self.marks)} marks on the stack"
+                    )
                 return _materialize(self.stack[0], self.limits)
             handler(arg)
         raise WireError(f"pickle: more than max_opcodes={self.limits.max_opcodes} opcodes")
@@ -279,8 +287,10 @@ class _Machine:
     def _global(self, module, name) -> None:
         role = _GLOBALS.get((module, name)) if isinstance(module, str) and isinstance(name, str) else None
         if role is None:
-            raise WireError(f"pickle: global {str(module)[:60]}.{str(name)[:60]} is not allowed (only dicts, lists, "
-                            f"str, numbers, numeric numpy arrays and PIL images may be sent)")
+            raise WireError(
+                f"pickle: global {str(module)[:60]}.{str(name)[:60]} is not allowed (only dicts, lists, "
+                f"str, numbers, numeric numpy arrays and PIL images may be sent)"
+            )
         self.stack.append(self._new("global", (role, f"{module}.{name}")))
 
     def op_GLOBAL(self, arg):
@@ -311,7 +321,9 @@ class _Machine:
         if target.kind == "global":
             raise WireError(f"pickle: BUILD on the global {target.payload[1]} is refused (it would change a class)")
         if target.kind not in ("dtype", "array", "image") or target.built or target.shared:
-            raise WireError(f"pickle: BUILD on a {target.kind} is refused (only once, on a new numpy dtype, array or PIL image)")
+            raise WireError(
+                f"pickle: BUILD on a {target.kind} is refused (only once, on a new numpy dtype, array or PIL image)"
+            )
         self.stack[-1] = _build(self, target, state)
 
 
@@ -365,7 +377,9 @@ def _build(m: _Machine, target: _Value, state: _Value) -> _Value:
         s = state.payload if state.kind == "tuple" else ()
         if len(s) != 5 or s[2].kind != "dtype" or s[4].kind != "atom":
             raise WireError("pickle: an array state must be (version, shape, dtype, is_fortran, data)")
-        built = m._new("array", (s[2], _atoms(s[1], "an array shape"), s[4].payload, "F" if s[3].payload else "C"), [s[4]])
+        built = m._new(
+            "array", (s[2], _atoms(s[1], "an array shape"), s[4].payload, "F" if s[3].payload else "C"), [s[4]]
+        )
     else:
         s = state.payload if state.kind == "list" else ()
         if len(s) not in (4, 5) or any(v.kind not in ("atom", "dict", "tuple") for v in s):
@@ -407,10 +421,14 @@ def _array(v: _Value, limits: Limits) -> np.ndarray:
     dtype, shape, data, order = v.payload
     dt, shape = _dtype(dtype), check_shape(shape, limits)
     if not isinstance(data, bytes) or order not in ("C", "F"):
-        raise WireError(f"pickle: an array needs bytes of data and order C or F, got {type(data).__name__}, {order!r:.10}")
+        raise WireError(
+            f"pickle: an array needs bytes of data and order C or F, got {type(data).__name__}, {order!r:.10}"
+        )
     if math.prod(shape) * dt.itemsize != len(data):
-        raise WireError(f"pickle: array of shape {shape} and type {dt.str} needs {math.prod(shape) * dt.itemsize} "
-                        f"bytes, got {len(data)}")
+        raise WireError(
+            f"pickle: array of shape {shape} and type {dt.str} needs {math.prod(shape) * dt.itemsize} "
+            f"bytes, got {len(data)}"
+        )
     return np.frombuffer(data, dt).reshape(shape, order=order).copy()
 
 

@@ -63,10 +63,19 @@ def build_server(args: ServeArgs) -> PolicyServer:
         raise ValueError(f"--codec must be both, pickle or msgpack, got {args.codec!r}")
     policy, source = load_policy(args)
     codecs = ("pickle", "msgpack") if args.codec == "both" else (args.codec,)
-    return PolicyServer(policy, temperature=args.temperature, num_steps=args.steps, seed=args.seed,
-                        max_message_bytes=int(args.max_message_mb * (1 << 20)), codecs=codecs, source=source,
-                        max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms, max_sessions=args.max_sessions,
-                        curve_keys=args.curve_keys)
+    return PolicyServer(
+        policy,
+        temperature=args.temperature,
+        num_steps=args.steps,
+        seed=args.seed,
+        max_message_bytes=int(args.max_message_mb * (1 << 20)),
+        codecs=codecs,
+        source=source,
+        max_batch=args.max_batch,
+        batch_wait_ms=args.batch_wait_ms,
+        max_sessions=args.max_sessions,
+        curve_keys=args.curve_keys,
+    )
 
 
 def run(args: ServeArgs) -> int:
@@ -74,9 +83,12 @@ def run(args: ServeArgs) -> int:
     t0 = time.perf_counter()
     server = build_server(args)
     endpoint = server.bind(args.host, args.port)
-    print(f"{server.policy} from {server.source}\nwarm in {time.perf_counter() - t0:.1f} s; serving "
-          f"{'/'.join(server.codecs)} on {endpoint}{' (CURVE)' if args.curve_keys else ''}, batches of up to "
-          f"{server.sampler.max_batch}", flush=True)
+    print(
+        f"{server.policy} from {server.source}\nwarm in {time.perf_counter() - t0:.1f} s; serving "
+        f"{'/'.join(server.codecs)} on {endpoint}{' (CURVE)' if args.curve_keys else ''}, batches of up to "
+        f"{server.sampler.max_batch}",
+        flush=True,
+    )
     stop = threading.Event()  # SIGINT / SIGTERM finish the batch in hand, then stop
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -84,8 +96,10 @@ def run(args: ServeArgs) -> int:
         server.serve(stop)
     finally:
         server.close()
-    print(f"served {server.requests} requests in {server.batches} batches ({server.errors} error replies, "
-          f"{server.dropped} dropped, {len(server.sessions)} sessions)")
+    print(
+        f"served {server.requests} requests in {server.batches} batches ({server.errors} error replies, "
+        f"{server.dropped} dropped, {len(server.sessions)} sessions)"
+    )
     return 0
 
 

@@ -67,10 +67,22 @@ class Session:
 class PolicyServer:
     """Answers reset / info / predict for one policy; `handle_many` maps a batch of requests to replies."""
 
-    def __init__(self, policy: Policy, *, temperature: float = 1.0, num_steps: int | None = None, seed: int = 0,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, codecs=("pickle", "msgpack"), source: str = "",
-                 max_batch: int = 16, batch_wait_ms: float = 3.0, max_sessions: int = 256,
-                 curve_keys: str | Path | None = None, warm_every_batch_size: bool = True):
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        temperature: float = 1.0,
+        num_steps: int | None = None,
+        seed: int = 0,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        codecs=("pickle", "msgpack"),
+        source: str = "",
+        max_batch: int = 16,
+        batch_wait_ms: float = 3.0,
+        max_sessions: int = 256,
+        curve_keys: str | Path | None = None,
+        warm_every_batch_size: bool = True,
+    ):
         unknown = set(codecs) - set(CODECS)
         if unknown or not codecs:
             raise ValueError(f"codecs must be a non-empty subset of {sorted(CODECS)}, got {codecs}")
@@ -93,8 +105,11 @@ class PolicyServer:
         self.dropped = 0  # messages without a REQ envelope (no one to reply to)
         self._socket: zmq.Socket | None = None
         self._auth = None
-        log.info("model compiled and warm in %.2f s (batch sizes %s)",
-                 self.sampler.warm_up(warm_every_batch_size), self.sampler.buckets)
+        log.info(
+            "model compiled and warm in %.2f s (batch sizes %s)",
+            self.sampler.warm_up(warm_every_batch_size),
+            self.sampler.buckets,
+        )
 
     # --------------------------------------------------------------------------------- sessions
     def session(self, client: bytes) -> Session:
@@ -117,8 +132,9 @@ class PolicyServer:
     def _frame(self, image) -> np.ndarray:
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
-            raise WireError(f"predict: 'image' must be a PIL image (RGB, RGBA, L) or a uint8 numpy array (H, W, 3) "
-                            f"RGB, got {got}")
+            raise WireError(
+                f"predict: 'image' must be a PIL image (RGB, RGBA, L) or a uint8 numpy array (H, W, 3) RGB, got {got}"
+            )
         h, w = image.shape[:2]
         if not (1 <= h <= MAX_IMAGE_SIDE and 1 <= w <= MAX_IMAGE_SIDE):
             raise WireError(f"predict: image size {w}x{h} is outside 1..{MAX_IMAGE_SIDE} pixels a side")
@@ -129,17 +145,31 @@ class PolicyServer:
         c = self.policy.config
         return {
             # the release server's keys, which its game client reads
-            "ckpt_path": self.source, "selected_game": None, "old_layout": False, "cfg_scale": 1.0,
-            "context_length": CONTEXT_FRAMES, "action_interleaving": False, "is_flowmatching": True,
+            "ckpt_path": self.source,
+            "selected_game": None,
+            "old_layout": False,
+            "cfg_scale": 1.0,
+            "context_length": CONTEXT_FRAMES,
+            "action_interleaving": False,
+            "is_flowmatching": True,
             "action_downsample_ratio": max(1, round(GAME_STEP_HZ / c.action_fps)),
             # ours
-            "framework": "nitrogen-jax", "checkpoint": self.source, "action_layout": c.action_layout,
-            "action_fps": c.action_fps, "action_dim": c.action_dim, "action_horizon": c.action_horizon,
-            "num_steps": self.num_steps or c.num_steps, "image_size": c.vision.image_size,
-            "temperature": self.temperature, "seed": self.seed,
-            "parameters": int(count_parameters(self.policy.params)["total"]), "compute_dtype": c.compute_dtype,
-            "buttons": list(RELEASE_LAYOUT.button_names), "codecs": list(self.codecs),
-            "max_message_bytes": self.max_message_bytes, "max_batch": self.sampler.max_batch,
+            "framework": "nitrogen-jax",
+            "checkpoint": self.source,
+            "action_layout": c.action_layout,
+            "action_fps": c.action_fps,
+            "action_dim": c.action_dim,
+            "action_horizon": c.action_horizon,
+            "num_steps": self.num_steps or c.num_steps,
+            "image_size": c.vision.image_size,
+            "temperature": self.temperature,
+            "seed": self.seed,
+            "parameters": int(count_parameters(self.policy.params)["total"]),
+            "compute_dtype": c.compute_dtype,
+            "buttons": list(RELEASE_LAYOUT.button_names),
+            "codecs": list(self.codecs),
+            "max_message_bytes": self.max_message_bytes,
+            "max_batch": self.sampler.max_batch,
         }
 
     def _decode(self, message: bytes):
@@ -151,7 +181,9 @@ class PolicyServer:
             raise WireError(f"{codec} messages are not accepted by this server (accepts {', '.join(self.codecs)})")
         request = CODECS[codec][0](message, self.limits)
         if not isinstance(request, dict) or not isinstance(request.get("type"), str):
-            raise WireError(f"a request is a dict with a 'type' of reset, info or predict; got {type(request).__name__}")
+            raise WireError(
+                f"a request is a dict with a 'type' of reset, info or predict; got {type(request).__name__}"
+            )
         return request
 
     def _answer(self, request: dict, session: Session) -> dict:
@@ -240,9 +272,12 @@ class PolicyServer:
         if self.curve_keys is not None:
             self._auth = secure_server_socket(sock, self.curve_keys)
         elif host not in LOCAL_HOSTS:
-            print(f"WARNING: serving on {host}:{port} without --curve-keys: anyone who can reach this port can send "
-                  f"requests, and pickle messages are unauthenticated (they are read by a restricted reader, never "
-                  f"unpickled, but firewall the port to the game machine or use an SSH tunnel)", file=sys.stderr)
+            print(
+                f"WARNING: serving on {host}:{port} without --curve-keys: anyone who can reach this port can send "
+                f"requests, and pickle messages are unauthenticated (they are read by a restricted reader, never "
+                f"unpickled, but firewall the port to the game machine or use an SSH tunnel)",
+                file=sys.stderr,
+            )
         sock.bind(f"tcp://{host}:{port}" if port else f"tcp://{host}:*")
         self._socket = sock
         return sock.getsockopt_string(zmq.LAST_ENDPOINT)
@@ -256,8 +291,9 @@ class PolicyServer:
         envelope, body = parts[:split], parts[split:]
         if len(body) != 1:
             head = body[0] if body else b""
-            self._socket.send_multipart([*envelope, CODECS[detect(head)][1](
-                self._error(f"a request is one message part, got {len(body)}"))])
+            self._socket.send_multipart(
+                [*envelope, CODECS[detect(head)][1](self._error(f"a request is one message part, got {len(body)}"))]
+            )
             return
         pending.append((parts[0], body[0]))
         envelopes.append(envelope)

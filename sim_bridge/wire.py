@@ -9,6 +9,7 @@ msgpack messages carry the same dicts; an array is a map {"nd": true, "type": dt
 "data": bytes} (msgpack-numpy's keys). `detect` tells the formats apart by the first bytes: a pickle of protocol
 2-5 starts with 0x80 and its protocol number; a msgpack request (a map of 1-15 keys) starts with 0x81-0x8f.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,8 +23,17 @@ from nitrogen_jax.sim_bridge.pickle_reader import Limits, WireError, check_dtype
 PICKLE_PROTOCOL = 4  # replies: readable by any Python 3.8+ client
 DEFAULT_LIMITS = Limits()
 
-__all__ = ["CODECS", "DEFAULT_LIMITS", "Limits", "WireError", "detect", "dumps_msgpack", "dumps_pickle",
-           "loads_msgpack", "loads_pickle"]
+__all__ = [
+    "CODECS",
+    "DEFAULT_LIMITS",
+    "Limits",
+    "WireError",
+    "detect",
+    "dumps_msgpack",
+    "dumps_pickle",
+    "loads_msgpack",
+    "loads_pickle",
+]
 
 
 def loads_pickle(data: bytes, limits: Limits = DEFAULT_LIMITS):
@@ -53,8 +63,7 @@ def _pack_array(obj):
 def _unpack_array(obj: dict, limits: Limits = DEFAULT_LIMITS):
     if obj.get("nd", obj.get(b"nd")) is not True:
         return obj
-    get = lambda k: obj.get(k, obj.get(k.encode()))
-    dtype, shape, data = get("type"), get("shape"), get("data")
+    dtype, shape, data = (obj.get(k, obj.get(k.encode())) for k in ("type", "shape", "data"))
     try:
         dt = check_dtype(np.dtype(dtype.decode() if isinstance(dtype, bytes) else dtype))
     except TypeError as e:
@@ -63,16 +72,26 @@ def _unpack_array(obj: dict, limits: Limits = DEFAULT_LIMITS):
         raise WireError(f"msgpack: array data must be bytes, got {type(data).__name__}")
     shape = check_shape(tuple(shape) if isinstance(shape, list) else shape, limits)
     if math.prod(shape) * dt.itemsize != len(data):
-        raise WireError(f"msgpack: array of shape {shape} and type {dt.str} needs {math.prod(shape) * dt.itemsize} bytes, got {len(data)}")
+        raise WireError(
+            f"msgpack: array of shape {shape} and type {dt.str} needs {math.prod(shape) * dt.itemsize} bytes, "
+            f"got {len(data)}"
+        )
     return np.frombuffer(data, dt).reshape(shape)
 
 
 def loads_msgpack(data: bytes, limits: Limits = DEFAULT_LIMITS):
     """msgpack has no shared references: its expanded size is its size; lengths are still capped by `limits`."""
     try:
-        return msgpack.unpackb(data, raw=False, object_hook=lambda o: _unpack_array(o, limits), strict_map_key=False,
-                               max_bin_len=limits.max_bytes, max_str_len=limits.max_bytes,
-                               max_array_len=limits.max_nodes, max_map_len=limits.max_nodes)
+        return msgpack.unpackb(
+            data,
+            raw=False,
+            object_hook=lambda o: _unpack_array(o, limits),
+            strict_map_key=False,
+            max_bin_len=limits.max_bytes,
+            max_str_len=limits.max_bytes,
+            max_array_len=limits.max_nodes,
+            max_map_len=limits.max_nodes,
+        )
     except WireError:
         raise
     except Exception as e:

@@ -11,9 +11,16 @@ import struct
 import numpy as np
 from PIL import Image
 
-WHITELISTED = [("numpy", "dtype"), ("numpy", "ndarray"), ("_codecs", "encode"), ("PIL.Image", "Image"),
-               ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
-               ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer")]
+WHITELISTED = [
+    ("numpy", "dtype"),
+    ("numpy", "ndarray"),
+    ("_codecs", "encode"),
+    ("PIL.Image", "Image"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+]
 FORBIDDEN = [("os", "system"), ("builtins", "eval"), ("numpy", "save"), ("PIL.Image", "open"), ("builtins", "getattr")]
 
 
@@ -94,8 +101,29 @@ def _atom(rng: random.Random) -> bytes:
     return b"C" + bytes([3]) + b"abc"
 
 
-STRUCTURE = [b"(", b"]", b"}", b")", b"a", b"e", b"s", b"u", b"t", b"\x85", b"\x86", b"\x87", b"\x94",
-             b"R", b"\x81", b"b", b"0", b"2", b"1", b"\x8f", b"P"]
+STRUCTURE = [
+    b"(",
+    b"]",
+    b"}",
+    b")",
+    b"a",
+    b"e",
+    b"s",
+    b"u",
+    b"t",
+    b"\x85",
+    b"\x86",
+    b"\x87",
+    b"\x94",
+    b"R",
+    b"\x81",
+    b"b",
+    b"0",
+    b"2",
+    b"1",
+    b"\x8f",
+    b"P",
+]
 
 
 def random_message(rng: random.Random, max_pieces: int = 30) -> tuple[bytes, bool]:
@@ -108,8 +136,15 @@ def random_message(rng: random.Random, max_pieces: int = 30) -> tuple[bytes, boo
         elif kind < 8:
             pieces.append(rng.choice(STRUCTURE))
         elif kind == 8:  # memo reuse: GET an index that may or may not exist
-            pieces.append(rng.choice([b"h" + bytes([rng.randrange(6)]), b"j" + struct.pack("<I", rng.randrange(6)),
-                                      b"q" + bytes([rng.randrange(6)])]))
+            pieces.append(
+                rng.choice(
+                    [
+                        b"h" + bytes([rng.randrange(6)]),
+                        b"j" + struct.pack("<I", rng.randrange(6)),
+                        b"q" + bytes([rng.randrange(6)]),
+                    ]
+                )
+            )
         elif kind == 9:
             uses_globals = True
             g = _global(rng, WHITELISTED if rng.random() < 0.9 else FORBIDDEN)
@@ -122,8 +157,13 @@ def random_message(rng: random.Random, max_pieces: int = 30) -> tuple[bytes, boo
             uses_globals = True
             shape = tuple(rng.randint(0, 4) for _ in range(rng.randint(0, 3)))
             dtype = rng.choice([np.uint8, np.float32, ">i4", np.bool_])
-            value = rng.choice([np.zeros(shape, dtype), np.float32(rng.random()),
-                                Image.new(rng.choice(["RGB", "RGBA", "L"]), (rng.randint(1, 5), rng.randint(1, 5)))])
+            value = rng.choice(
+                [
+                    np.zeros(shape, dtype),
+                    np.float32(rng.random()),
+                    Image.new(rng.choice(["RGB", "RGBA", "L"]), (rng.randint(1, 5), rng.randint(1, 5))),
+                ]
+            )
             pieces.append(_body(value, rng.choice([2, 3, 4, 5])))
         elif kind == 12:
             pieces.append(_body(rng.choice([_bomb(rng.randint(1, 40)), _nested(rng.randint(1, 80))])))

@@ -47,8 +47,12 @@ def test_older_pillow_state_without_palette_is_read():
 
 
 def test_image_with_wrong_byte_count_or_size_is_refused():
-    cases = [(("RGB", (4, 4), bytes(47)), "needs 48 bytes"), (("RGB", (9000, 1), bytes(27000)), "within 1..8192"),
-             (("CMYK", (1, 1), bytes(4)), "mode 'CMYK'"), (("RGB", (2, 2), "text"), "needs 12 bytes")]
+    cases = [
+        (("RGB", (4, 4), bytes(47)), "needs 48 bytes"),
+        (("RGB", (9000, 1), bytes(27000)), "within 1..8192"),
+        (("CMYK", (1, 1), bytes(4)), "mode 'CMYK'"),
+        (("RGB", (2, 2), "text"), "needs 12 bytes"),
+    ]
     for (mode, size, data), message in cases:
         with pytest.raises(WireError, match=message.replace("(", r"\(")):
             read_pickle(_pillow_pickle({}, mode, size, None, data))
@@ -74,13 +78,22 @@ def test_shared_reference_bomb_is_refused_fast():
     assert read_pickle(pickle.dumps(_bomb(5))) == _bomb(5)  # small sharing is fine: 63 nodes
 
 
-@pytest.mark.parametrize(("message", "limit"), [
-    ([[[[[[1]]]]]], Limits(max_depth=4)), (list(range(50)), Limits(max_nodes=20)),
-    ([b"x" * 100] * 3, Limits(max_bytes=250)), (np.zeros(100, np.uint8), Limits(max_array_elements=50)),
-    (list(range(30)), Limits(max_opcodes=25))])
+@pytest.mark.parametrize(
+    ("message", "limit"),
+    [
+        ([[[[[[1]]]]]], Limits(max_depth=4)),
+        (list(range(50)), Limits(max_nodes=20)),
+        ([b"x" * 100] * 3, Limits(max_bytes=250)),
+        (np.zeros(100, np.uint8), Limits(max_array_elements=50)),
+        (list(range(30)), Limits(max_opcodes=25)),
+    ],
+)
 def test_each_limit_is_named_in_the_error(message, limit):
-    name = next(f for f in ("max_depth", "max_nodes", "max_bytes", "max_array_elements", "max_opcodes")
-                if getattr(limit, f) != getattr(Limits(), f))
+    name = next(
+        f
+        for f in ("max_depth", "max_nodes", "max_bytes", "max_array_elements", "max_opcodes")
+        if getattr(limit, f) != getattr(Limits(), f)
+    )
     with pytest.raises(WireError, match=name):
         read_pickle(pickle.dumps(message), limit)
     read_pickle(pickle.dumps(message))  # within the default limits
@@ -103,8 +116,13 @@ def _module_state():
     return {k: v for k, v in vars(pickle_reader).items() if not k.startswith("__")}, dict(pickle_reader._GLOBALS)
 
 
-@settings(max_examples=3000, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=3000,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(st.randoms(use_true_random=False))
 def test_fuzz_reader_answers_every_stream_and_agrees_with_pickle(rng):
     data, uses_globals = random_message(rng)

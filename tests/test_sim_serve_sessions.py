@@ -46,25 +46,37 @@ def test_requests_that_arrive_together_are_one_batch_with_solo_results(batch_ser
     for i, c in enumerate(clients):
         srv.handle(pickle.dumps({"type": "reset", "seed": 10 + i}), c)
     batches = srv.batches
-    together = [loads_pickle(r) for r in srv.handle_many([(c, pickle.dumps({"type": "predict", "image": FRAMES[i]}))
-                                                          for i, c in enumerate(clients)])]
+    together = [
+        loads_pickle(r)
+        for r in srv.handle_many(
+            [(c, pickle.dumps({"type": "predict", "image": FRAMES[i]})) for i, c in enumerate(clients)]
+        )
+    ]
     assert srv.batches == batches + 1
     for i, reply in enumerate(together):
         _assert_same(reply["pred"], _solo(10 + i, [FRAMES[i]])[0])
     # the sessions are independent: game-0 resets and predicts again; game-1's stream is where it was
     srv.handle(pickle.dumps({"type": "reset", "seed": 10}), clients[0])
-    mixed = srv.handle_many([(clients[0], pickle.dumps({"type": "predict", "image": FRAMES[0]})),
-                             (clients[1], pickle.dumps({"type": "predict", "image": FRAMES[2]}))])
+    mixed = srv.handle_many(
+        [
+            (clients[0], pickle.dumps({"type": "predict", "image": FRAMES[0]})),
+            (clients[1], pickle.dumps({"type": "predict", "image": FRAMES[2]})),
+        ]
+    )
     _assert_same(loads_pickle(mixed[0])["pred"], _solo(10, [FRAMES[0]])[0])
     _assert_same(loads_pickle(mixed[1])["pred"], _solo(11, [FRAMES[1], FRAMES[2]])[1])
 
 
 def test_a_clients_later_request_in_the_same_batch_sees_its_earlier_one(batch_server):
     srv, c = batch_server, b"dealer-like"
-    replies = srv.handle_many([(c, pickle.dumps({"type": "reset", "seed": 4})),
-                               (c, pickle.dumps({"type": "predict", "image": FRAMES[0]})),
-                               (c, pickle.dumps({"type": "predict", "image": FRAMES[1]})),
-                               (c, pickle.dumps({"type": "bogus"}))])
+    replies = srv.handle_many(
+        [
+            (c, pickle.dumps({"type": "reset", "seed": 4})),
+            (c, pickle.dumps({"type": "predict", "image": FRAMES[0]})),
+            (c, pickle.dumps({"type": "predict", "image": FRAMES[1]})),
+            (c, pickle.dumps({"type": "bogus"})),
+        ]
+    )
     solo = _solo(4, [FRAMES[0], FRAMES[1]])
     _assert_same(loads_pickle(replies[1])["pred"], solo[0])
     _assert_same(loads_pickle(replies[2])["pred"], solo[1])
@@ -123,8 +135,7 @@ def test_curve_keys_admit_only_clients_holding_an_authorised_key(tmp_path):
             assert client.info()["codecs"] == ["msgpack"]
             assert client.predict(FRAMES[0])["buttons"].shape == (18, 21)
         for curve in (None, strangers["stranger"]):  # no key at all, or a key the server never authorised
-            with PolicyClient(endpoint, "msgpack", timeout_s=1.0, curve=curve) as client, \
-                    pytest.raises(TimeoutError):
+            with PolicyClient(endpoint, "msgpack", timeout_s=1.0, curve=curve) as client, pytest.raises(TimeoutError):
                 client.info()
     finally:
         stop.set()
