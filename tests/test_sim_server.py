@@ -371,7 +371,7 @@ def test_seed_layout_policy_answers_in_the_release_shape():
     """A 20-dim seed-layout policy still answers with the release's 21 button slots and decoded sticks."""
     from nitrogen_jax import Policy
 
-    policy = Policy.init("tiny", action_layout="seed")
+    policy = Policy.init("tiny", action_layout="seed", action_fps=30.0)
     srv = PolicyServer(policy, seed=3, max_batch=1)
     assert srv.info()["action_downsample_ratio"] == 2  # a 30 Hz policy: each action held for two 60 Hz steps
     reply = loads_pickle(srv.handle(pickle.dumps({"type": "predict", "image": IMAGE})))
