@@ -69,7 +69,8 @@ def start_server(preset: str, port: int, max_batch: int) -> subprocess.Popen:
     cmd = [
         sys.executable,
         "-m",
-        "nitrogen_jax.sim_bridge.serve_command",
+        "nitrogen_jax.cli",
+        "serve",
         "--preset",
         preset,
         "--port",
@@ -147,7 +148,7 @@ def concurrency_table(preset: str, client_counts: list[int], per_client: int) ->
 
 
 def play_fps(spec: str, agent, frames: int, execute: int | None, record: bool) -> float:
-    from nitrogen_jax.sim_bridge.env import make_env
+    from nitrogen_jax.sim_bridge.games import make_env
     from nitrogen_jax.sim_bridge.play import play
     from nitrogen_jax.sim_bridge.recorder import SessionRecorder
 

@@ -90,10 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse(argv)
     try:
-        if hasattr(args, "run"):
-            code = args.run()
-        else:
-            code = importlib.import_module(type(args).__module__).run(args)
+        # a command's dataclass runs itself, or its module's run(args) does
+        code = args.run() if hasattr(args, "run") else importlib.import_module(type(args).__module__).run(args)
         return int(code or 0)
     except (ValueError, FileNotFoundError) as e:
         print(f"nitrogen-jax {argv[0]}: error: {e}", file=sys.stderr)

@@ -30,7 +30,7 @@ class PolicyClient:
         if codec not in CODECS:
             raise ValueError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
         self._loads, self._dumps = CODECS[codec]
-        self._socket = zmq.Context.instance().socket(zmq.REQ)
+        self._socket: zmq.Socket = zmq.Context.instance().socket(zmq.REQ)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.RCVTIMEO, int(timeout_s * 1000))
         if curve is not None:  # a server started with --curve-keys answers only clients holding an authorised key

@@ -161,7 +161,7 @@ class _Machine:
                 raise WireError("pickle: the message ends before STOP (truncated)")
             op = _OPCODES.get(code)
             handler = getattr(self, f"op_{op.name}", None) if op else None
-            if handler is None:
+            if handler is None or op is None:
                 name = op.name if op else f"byte 0x{code[0]:02x}"
                 raise WireError(
                     f"pickle: opcode {name} at byte {pos} is not allowed (only plain values, numeric "
@@ -374,14 +374,14 @@ def _build(m: _Machine, target: _Value, state: _Value) -> _Value:
             raise WireError(f"pickle: dtype state {items!r:.80} is not understood")
         built = m._new("dtype", {**target.payload, "byteorder": items[1] if items[1] in "<>" else ""})
     elif target.kind == "array":
-        s = state.payload if state.kind == "tuple" else ()
+        s: tuple | list = state.payload if state.kind == "tuple" else ()
         if len(s) != 5 or s[2].kind != "dtype" or s[4].kind != "atom":
             raise WireError("pickle: an array state must be (version, shape, dtype, is_fortran, data)")
         built = m._new(
             "array", (s[2], _atoms(s[1], "an array shape"), s[4].payload, "F" if s[3].payload else "C"), [s[4]]
         )
     else:
-        s = state.payload if state.kind == "list" else ()
+        s = state.payload if state.kind == "list" else []
         if len(s) not in (4, 5) or any(v.kind not in ("atom", "dict", "tuple") for v in s):
             raise WireError("pickle: a PIL image state must be [info, mode, (width, height), palette, data]")
         mode, size, data = s[1].payload, _atoms(s[2], "a PIL image size"), s[-1].payload

@@ -30,14 +30,16 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
-import cv2
 import jax
 import numpy as np
 import zmq
 
 from nitrogen_jax.actions import RELEASE_LAYOUT
-from nitrogen_jax.policy import Policy, count_parameters
+from nitrogen_jax.frames import squash_frame
+from nitrogen_jax.model import count_parameters
+from nitrogen_jax.policy import Policy
 from nitrogen_jax.sim_bridge.agent import check_temperature
 from nitrogen_jax.sim_bridge.batch_sampler import BatchSampler
 from nitrogen_jax.sim_bridge.curve_keys import secure_server_socket
@@ -104,7 +106,7 @@ class PolicyServer:
         self.requests = self.errors = self.batches = self.evicted = 0
         self.dropped = 0  # messages without a REQ envelope (no one to reply to)
         self._socket: zmq.Socket | None = None
-        self._auth = None
+        self._auth: Any = None  # the CURVE authenticator thread, when --curve-keys is given
         log.info(
             "model compiled and warm in %.2f s (batch sizes %s)",
             self.sampler.warm_up(warm_every_batch_size),
@@ -139,7 +141,7 @@ class PolicyServer:
         if not (1 <= h <= MAX_IMAGE_SIDE and 1 <= w <= MAX_IMAGE_SIDE):
             raise WireError(f"predict: image size {w}x{h} is outside 1..{MAX_IMAGE_SIDE} pixels a side")
         s = self.policy.config.vision.image_size
-        return image if (h, w) == (s, s) else cv2.resize(image, (s, s), interpolation=cv2.INTER_AREA)
+        return squash_frame(image, s)
 
     def info(self) -> dict:
         c = self.policy.config
@@ -265,7 +267,7 @@ class PolicyServer:
         envelopes (or raw TCP bytes) cannot desynchronise the replies to the others, as it can with REP; and the
         routing identity names the client's session.
         """
-        sock = zmq.Context.instance().socket(zmq.ROUTER)
+        sock: zmq.Socket = zmq.Context.instance().socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
         # Beyond twice the limit the transport drops the connection without buffering the message.
         sock.setsockopt(zmq.MAXMSGSIZE, 2 * self.max_message_bytes)
@@ -283,7 +285,9 @@ class PolicyServer:
         return sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
     def _receive(self, pending: list, envelopes: list) -> None:
-        parts = self._socket.recv_multipart(zmq.NOBLOCK)
+        sock = self._socket
+        assert sock is not None, "bind() before receiving"
+        parts = sock.recv_multipart(zmq.NOBLOCK)
         if b"" not in parts[1:]:  # not a REQ envelope (routing id, empty frame, body): nobody to answer
             self.dropped += 1
             return
@@ -291,7 +295,7 @@ class PolicyServer:
         envelope, body = parts[:split], parts[split:]
         if len(body) != 1:
             head = body[0] if body else b""
-            self._socket.send_multipart(
+            sock.send_multipart(
                 [*envelope, CODECS[detect(head)][1](self._error(f"a request is one message part, got {len(body)}"))]
             )
             return

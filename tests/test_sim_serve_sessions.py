@@ -8,10 +8,11 @@ import jax
 import numpy as np
 import pytest
 
+from nitrogen_jax.commands import PolicySource
 from nitrogen_jax.sim_bridge.batch_sampler import BatchSampler, batch_buckets
+from nitrogen_jax.sim_bridge.cli import ServeArgs
 from nitrogen_jax.sim_bridge.client import PolicyClient
 from nitrogen_jax.sim_bridge.curve_keys import make_curve_keys
-from nitrogen_jax.sim_bridge.serve_command import ServeArgs, build_server
 from nitrogen_jax.sim_bridge.server import PolicyServer
 from nitrogen_jax.sim_bridge.wire import loads_pickle
 from tests.sim_support import tiny_policy
@@ -156,9 +157,10 @@ def test_binding_beyond_localhost_warns_that_pickle_is_unauthenticated(capsys, t
 
 def test_serve_args_build_a_server_whose_info_names_the_policy_directory(tmp_path):
     tiny_policy().save(tmp_path / "my-run")
-    srv = build_server(ServeArgs(policy=str(tmp_path / "my-run"), max_batch=2, port=0))
+    srv = ServeArgs(source=PolicySource(policy=tmp_path / "my-run"), max_batch=2, port=0).build_server()
     info = srv.info()
     assert info["ckpt_path"] == str((tmp_path / "my-run").resolve()) and info["max_batch"] == 2
     assert info["action_downsample_ratio"] == 1 and info["context_length"] == 1
-    with pytest.raises(ValueError, match="exactly one"):
-        build_server(ServeArgs())
+    assert (
+        ServeArgs(source=PolicySource(preset="tiny")).build_server().info()["ckpt_path"] == "nitrogen-jax-preset-tiny"
+    )
