@@ -56,6 +56,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "play a real game with a policy, recorded in the dataset layout",
     ),
     "serve": ("nitrogen_jax.sim_bridge.cli", "ServeArgs", "serve a policy over the release's ZeroMQ protocol"),
+    "curve-keys": (
+        "nitrogen_jax.sim_bridge.curve_keys",
+        "CurveKeysArgs",
+        "create ZeroMQ CURVE keys so that serve admits only your clients",
+    ),
     "eval": (
         "nitrogen_jax.sim_bridge.cli",
         "EvalArgs",

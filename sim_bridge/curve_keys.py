@@ -64,3 +64,19 @@ def secure_client_socket(sock: zmq.Socket, keys: ClientKeys) -> None:
     public, secret = zmq.auth.load_certificate(keys.secret_file)
     server_public, _ = zmq.auth.load_certificate(keys.server_public_file)
     sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = public, secret, server_public
+
+
+@dataclasses.dataclass(frozen=True)
+class CurveKeysArgs:
+    """Create ZeroMQ CURVE keys for `serve --curve-keys DIR`: the server's pair and one pair per client."""
+
+    directory: Path
+    """Where to write server.key[_secret] and clients/NAME.key[_secret]."""
+    clients: tuple[str, ...] = ("client",)
+    """Client names; give each client its clients/NAME.key_secret and server.key."""
+
+    def run(self) -> int:
+        for name, keys in make_curve_keys(self.directory, self.clients).items():
+            print(f"{name}: {keys.secret_file} (with {keys.server_public_file})")
+        print(f"serve with: nitrogen-jax serve --curve-keys {self.directory}")
+        return 0
