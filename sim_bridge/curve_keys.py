@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import tyro
 import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
@@ -70,7 +71,7 @@ def secure_client_socket(sock: zmq.Socket, keys: ClientKeys) -> None:
 class CurveKeysArgs:
     """Create ZeroMQ CURVE keys for `serve --curve-keys DIR`: the server's pair and one pair per client."""
 
-    directory: Path
+    directory: tyro.conf.Positional[Path]
     """Where to write server.key[_secret] and clients/NAME.key[_secret]."""
     clients: tuple[str, ...] = ("client",)
     """Client names; give each client its clients/NAME.key_secret and server.key."""
