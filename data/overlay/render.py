@@ -106,17 +106,7 @@ def _shape(img: np.ndarray, style: OverlayStyle, e: Element, fill: Color | None,
 def _rounded_rect(img, cx, cy, w, h, r, fill: Color | None, line: Color | None, width: int) -> None:
     x0, y0, x1, y1 = cx - w / 2 + 0.5, cy - h / 2 + 0.5, cx + w / 2 - 0.5, cy + h / 2 - 0.5
     r = max(0.0, min(r, (x1 - x0) / 2, (y1 - y0) / 2))
-    pts = []
-    for (ax, ay), start in (
-        ((x1 - r, y0 + r), -90),
-        ((x1 - r, y1 - r), 0),
-        ((x0 + r, y1 - r), 90),
-        ((x0 + r, y0 + r), 180),
-    ):
-        for k in range(5):
-            t = np.deg2rad(start + 22.5 * k)
-            pts.append(_pt(ax + r * np.cos(t), ay + r * np.sin(t)))
-    poly = np.array(pts, np.int32)
+    poly = _corner_arcs(x0, y0, x1, y1, r, 5)
     if fill is not None:
         cv2.fillPoly(img, [poly], _rgba(fill), cv2.LINE_AA, _SHIFT)
     if line is not None:
@@ -332,16 +322,20 @@ def _draw_body(img: np.ndarray, style: OverlayStyle) -> None:
 
 
 def _rounded_poly(cx, cy, w, h, r) -> np.ndarray:
+    return _corner_arcs(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2, r, 7)
+
+
+def _corner_arcs(x0: float, y0: float, x1: float, y1: float, r: float, points: int) -> np.ndarray:
+    """The outline of a rectangle with corners rounded to radius r, `points` per quarter circle, in fixed point."""
     pts = []
-    x0, y0, x1, y1 = cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
     for (ax, ay), start in (
         ((x1 - r, y0 + r), -90),
         ((x1 - r, y1 - r), 0),
         ((x0 + r, y1 - r), 90),
         ((x0 + r, y0 + r), 180),
     ):
-        for k in range(7):
-            t = np.deg2rad(start + 15 * k)
+        for k in range(points):
+            t = np.deg2rad(start + 90 / (points - 1) * k)
             pts.append(_pt(ax + r * np.cos(t), ay + r * np.sin(t)))
     return np.array(pts, np.int32)
 
