@@ -167,14 +167,15 @@ class PlanVideo(beam.DoFn):
             try:
                 if path is None:
                     raise VideoError(f"no local video for video_id {video_id!r} (url {chunks[0].meta.video_url!r})")
-                fps = probe_video(path).fps
+                info = probe_video(path)
             except VideoError as e:
                 if self.cfg.strict:
                     raise
                 report.skip(path or video_id, str(e), key="videos_skipped")
                 report.count("chunks_of_skipped_videos", len(chunks))
             else:
-                segments = plan_segments(video_id, chunks, path, fps, self.cfg, report)
+                size = (info.width, info.height) if info.width and info.height else None
+                segments = plan_segments(video_id, chunks, path, info.fps, self.cfg, report, size)
         report.count("segments", len(segments))
         yield beam.pvalue.TaggedOutput(REPORTS, report)
         yield from segments

@@ -217,10 +217,37 @@ class Segment:
     valid: np.ndarray  # bool [M]
 
 
+def _boxes_fit(chunk: LabelChunk, frame_size: tuple[int, int], report: Report, strict: bool) -> bool:
+    m = chunk.meta
+    try:
+        for box in (m.bbox_game_area, m.bbox_controller_overlay, *m.bbox_others):
+            frame_box(box, *frame_size, m.source_size, chunk.name)
+    except LabelError as e:
+        if strict:
+            raise
+        report.skip(chunk.name, str(e), key="chunks_skipped")
+        return False
+    return True
+
+
 def plan_segments(
-    video_id: str, chunks: list[LabelChunk], video_path: str, video_fps: float, cfg: PreprocessConfig, report: Report
+    video_id: str,
+    chunks: list[LabelChunk],
+    video_path: str,
+    video_fps: float,
+    cfg: PreprocessConfig,
+    report: Report,
+    frame_size: tuple[int, int] | None = None,
 ) -> list[Segment]:
-    """A video's timeline, density filter and sample rows, cut into `cfg.segment_s` time ranges; counts drops."""
+    """A video's timeline, density filter and sample rows, cut into `cfg.segment_s` time ranges; counts drops.
+
+    frame_size (width, height) of the local copy, when given, checks every chunk's boxes up front: a chunk whose
+    box does not fit is skipped and counted (raises when strict) instead of failing a segment mid-way.
+    """
+    if frame_size is not None:
+        chunks = [c for c in chunks if _boxes_fit(c, frame_size, report, cfg.strict)]
+        if not chunks:
+            return []
     tl = build_timeline(chunks, video_fps, report, cfg.strict)
     report.count("chunks", len(tl.chunks))
     report.count("label_rows", int(tl.valid.sum()))

@@ -168,21 +168,17 @@ def _timed_frames_av(path: str, start_s: float) -> Iterator[tuple[float, Callabl
 
 
 def _timed_frames_cv2(path: str, start_s: float) -> Iterator[tuple[float, Callable[[], np.ndarray]]]:
-    """The OpenCV fallback: CAP_PROP_POS_MSEC after a read is the time of the frame just read."""
+    """The OpenCV fallback: CAP_PROP_POS_MSEC after a read is the time of the frame just read (an approximate\n    seek lands up to a second early)."""
     cap = _open(path)
     try:
         if start_s > 0:
             cap.set(cv2.CAP_PROP_POS_MSEC, max(0.0, start_s * 1000 - 1000))
-        while cap.grab():
-            t = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000
-
-            def rgb(cap=cap) -> np.ndarray:
-                ok, bgr = cap.retrieve()
-                if not ok:
-                    raise VideoError(f"{path}: frame at {t:.3f} s cannot be decoded")
-                return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-            yield t, rgb
+        while True:  # retrieved at once: the frame is gone after the next grab, when the caller decides
+            ok, bgr = cap.read()
+            if not ok:
+                return
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            yield cap.get(cv2.CAP_PROP_POS_MSEC) / 1000, functools.partial(np.asarray, rgb)
     finally:
         cap.release()
 
