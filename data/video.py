@@ -168,7 +168,8 @@ def _timed_frames_av(path: str, start_s: float) -> Iterator[tuple[float, Callabl
 
 
 def _timed_frames_cv2(path: str, start_s: float) -> Iterator[tuple[float, Callable[[], np.ndarray]]]:
-    """The OpenCV fallback: CAP_PROP_POS_MSEC after a read is the time of the frame just read (an approximate\n    seek lands up to a second early)."""
+    """The OpenCV fallback: CAP_PROP_POS_MSEC after a read is the time of the frame just read (an approximate
+    seek lands up to a second early)."""
     cap = _open(path)
     try:
         if start_s > 0:
