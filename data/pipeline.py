@@ -213,17 +213,40 @@ class WriteSegmentShards(beam.DoFn):
         report.shards.append({"file": name, "records": len(writer.index)})
 
 
+def absorb(acc: Report, r: Report) -> Report:
+    """`acc` with `r` added in place: lists are extended, not copied, so combining N reports is linear in N (with
+    Report.merge every input would copy the whole shard list so far)."""
+    stats = Report(
+        action_sum=acc.action_sum,
+        action_sumsq=acc.action_sumsq,
+        action_min=acc.action_min,
+        action_max=acc.action_max,
+        action_steps=acc.action_steps,
+    ).merge(r)
+    acc.counts.update(r.counts)
+    acc.skipped.extend(r.skipped)
+    acc.shards.extend(r.shards)
+    acc.action_sum, acc.action_sumsq, acc.action_min, acc.action_max, acc.action_steps = (
+        stats.action_sum,
+        stats.action_sumsq,
+        stats.action_min,
+        stats.action_max,
+        stats.action_steps,
+    )
+    return acc
+
+
 class MergeReports(beam.CombineFn):
     def create_accumulator(self):
         return Report()
 
     def add_input(self, acc, report):
-        return acc.merge(report)
+        return absorb(acc, report)
 
     def merge_accumulators(self, accs):
         out = Report()
         for a in accs:
-            out = out.merge(a)
+            absorb(out, a)
         return out
 
     def extract_output(self, acc):
