@@ -156,7 +156,7 @@ def main() -> None:
         segs, t_big, mem_big = measured(lambda: plan_segments("v", big, "v.mp4", 60.0, cfg, rep))
         _, t_typ, _ = measured(lambda: plan_segments("v", typical, "v.mp4", 60.0, cfg, Report()))
         seg_bytes = max(len(pickle.dumps(s)) for s in segs)
-        print("## Work items (synthetic metadata, segment_s = %.0f)\n" % cfg.segment_s)
+        print(f"## Work items (synthetic metadata, segment_s = {cfg.segment_s:.0f})\n")
         print(
             "| videos | chunks | hours | segments (work items) | largest video | plan s (largest / median video) "
             "| plan peak MB (largest) | largest segment pickled |"
