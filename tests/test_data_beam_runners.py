@@ -102,6 +102,7 @@ def s3_server():
         proc.wait(timeout=10)
 
 
+@pytest.mark.slow  # ~35 s: moto start-up and many small S3 requests
 def test_object_storage(inputs, s3_server, monkeypatch):
     import boto3
 
