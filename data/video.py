@@ -12,13 +12,9 @@ import functools
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+import av  # the [data] extra's PyAV: frame timestamps, and videos read from object storage
 import cv2
 import numpy as np
-
-try:
-    import av
-except ImportError:  # the [data] extra installs PyAV; OpenCV's timestamps are the fallback
-    av = None
 
 
 class VideoError(ValueError):
@@ -111,7 +107,7 @@ class VideoInfo:
 def probe_video(path: str) -> VideoInfo:
     """Frame rate, size and duration from the container's header: OpenCV for local files, PyAV for object-store
     paths (read in byte ranges through Beam's FileSystems)."""
-    if av is None or "://" not in str(path):
+    if "://" not in str(path):
         cap = _open(path)
         try:
             fps = cap.get(cv2.CAP_PROP_FPS)
@@ -199,7 +195,7 @@ def frames_at_times(
         return
     if np.any(np.diff(times) < 0):
         raise ValueError(f"frames_at_times({path}): times must ascend")
-    use_av = backend == "av" or (backend == "auto" and av is not None)
+    use_av = backend in ("av", "auto")
     source = (_timed_frames_av if use_av else _timed_frames_cv2)(path, float(times[0]))
     eps, k = 1e-6, 0
     prev: tuple[float, Callable[[], np.ndarray]] | None = None
