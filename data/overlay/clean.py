@@ -81,8 +81,9 @@ def calibrate_stick(raw: np.ndarray, cfg: CleanConfig = CleanConfig()) -> StickC
 
 
 def frames_to_rows(num_frames: int, video_fps: float, label_fps: float = LABEL_FPS) -> np.ndarray:
-    """int [R]: the video frame each label row shows (row r at r / label_fps seconds), the preprocessing's rule."""
-    rows = int(np.floor((num_frames - 1) * label_fps / video_fps + 1e-6)) + 1
+    """int [R]: the video frame each label row shows (row r at r / label_fps seconds), the preprocessing's rule;
+    the rows cover the video's duration, num_frames / video_fps seconds."""
+    rows = max(1, int(np.floor(num_frames * label_fps / video_fps + 1e-6)))
     return np.floor(np.arange(rows) * video_fps / label_fps + 1e-6).astype(np.int64)
 
 
@@ -90,7 +91,8 @@ def frames_to_rows(num_frames: int, video_fps: float, label_fps: float = LABEL_F
 class CleanedLabels:
     """Label rows at `label_fps` (all of them), which rows the density filter keeps, and the calibration used."""
 
-    gamepad: Gamepad
+    per_frame: Gamepad  # one state per video frame
+    gamepad: Gamepad  # one state per label row
     keep: np.ndarray  # bool [R]
     label_fps: float
     video_fps: float
@@ -117,7 +119,7 @@ def clean_parsed(buttons: np.ndarray, j_left: np.ndarray, j_right: np.ndarray, v
     timeline = Timeline(pad, np.ones(rows, bool), frame_of_row, np.zeros(rows, np.int32), [], LABEL_FPS)
     density = PreprocessConfig(density_window_s=cfg.density_window_s, density_threshold=cfg.density_threshold,
                                stick_deadzone=cfg.stick_deadzone)
-    return CleanedLabels(pad, density_keep(timeline, density), LABEL_FPS, float(video_fps), calibration)
+    return CleanedLabels(per_frame, pad, density_keep(timeline, density), LABEL_FPS, float(video_fps), calibration)
 
 
 def write_labels(out_dir: str | Path, video_id: str, labels: CleanedLabels, *, video_url: str = "", game: str = "",

@@ -28,7 +28,7 @@ import numpy as np
 from apache_beam.options.pipeline_options import PipelineOptions
 from tqdm import tqdm
 
-from nitrogen_jax.data.overlay.clean import CleanConfig, clean_parsed, write_labels
+from nitrogen_jax.data.overlay.clean import CleanConfig, CleanedLabels, clean_parsed, write_labels
 from nitrogen_jax.data.overlay.localize import (
     LocalizeConfig,
     LocalizeResult,
@@ -128,6 +128,16 @@ def placed_width(result: LocalizeResult) -> float:
     return float(np.hypot(*result.affine[:, 0])) * result.template.size[0]
 
 
+@dataclasses.dataclass
+class VideoExtraction:
+    """One video's outcome: its summary (the report's entry) and, when it worked, the parsed and cleaned data."""
+
+    summary: dict[str, Any]
+    found: LocalizeResult | None = None
+    parsed: dict[str, np.ndarray] | None = None  # raw parser outputs per video frame
+    labels: CleanedLabels | None = None
+
+
 class VideoExtractor:
     """Holds the template library and the parser (built once per worker) and extracts one video at a time."""
 
@@ -153,16 +163,16 @@ class VideoExtractor:
             self._parser = OverlayParser.load(self.args.parser)
         return self._parser
 
-    def __call__(self, path: str | Path, report: Report) -> dict:
-        """Extract one video into `args.out`; returns its summary and records skips in `report`."""
+    def extract(self, path: str | Path, report: Report) -> VideoExtraction:
+        """Localise, parse and clean one video (nothing written); problems are recorded in `report` and the summary."""
         path = Path(path)
         t0 = time.perf_counter()
         summary: dict[str, Any] = {"video": str(path), "video_id": path.stem}
 
-        def skip(kind: str, reason: str) -> dict:
+        def skip(kind: str, reason: str, found: LocalizeResult | None = None) -> VideoExtraction:
             report.skip(str(path), reason, key=kind)
             summary.update(status=kind, reason=reason, seconds=round(time.perf_counter() - t0, 3))
-            return summary
+            return VideoExtraction(summary, found)
 
         try:
             fps = video_fps(path)
@@ -177,37 +187,45 @@ class VideoExtractor:
         summary["localize"] = found.summary()
         t_localize = time.perf_counter() - t0
         if not found.found:
-            return skip("no_overlay", f"{path}: {found.reason}")
+            return skip("no_overlay", f"{path}: {found.reason}", found)
         if placed_width(found) < self.args.min_overlay_px:
             return skip("overlay_too_small", f"{path}: overlay too small to parse: {found.template.name} placed "
                                              f"{placed_width(found):.0f} px wide, at least {self.args.min_overlay_px} "
-                                             "px needed (--min-overlay-px)")
+                                             "px needed (--min-overlay-px)", found)
         parsed = self._parse_video(path, found, total)
         t_parse = time.perf_counter() - t0 - t_localize
         n = len(parsed["buttons"])
         if n < 2:
-            return skip("corrupt_video", f"{path}: only {n} frames decoded")
+            return skip("corrupt_video", f"{path}: only {n} frames decoded", found)
         if n < total:
             report.count("frames_missing", total - n)
             summary["frames_missing"] = total - n
         labels = clean_parsed(parsed["buttons"], parsed["j_left"], parsed["j_right"], fps, self.clean_cfg)
-        summary["confidence"] = confidence(found, parsed, labels.gamepad.buttons)
+        summary["confidence"] = confidence(found, parsed)
         summary["calibration"] = {k: c.to_json() for k, c in labels.calibration.items()}
-        summary.update(frames=n, label_rows=len(labels.keep), label_rows_kept=int(labels.keep.sum()))
+        summary.update(frames=n, label_rows=len(labels.keep), label_rows_kept=int(labels.keep.sum()),
+                       bbox_game_area=game_area(sampled))
         if not labels.keep.any():
             return skip("no_active_rows", f"{path}: the action-density filter dropped every row (under "
-                                          f"{self.args.density_threshold:.0%} active in every window)")
-        area = game_area(sampled)
-        dirs = write_labels(self.args.out, path.stem, labels, video_url=str(path.resolve()),
-                            bbox_controller_overlay=list(found.bbox), bbox_game_area=area, resolution=(h, w))
-        report.count("videos_extracted")
-        report.count("frames", n)
-        report.count("label_rows_kept", int(labels.keep.sum()))
+                                          f"{self.args.density_threshold:.0%} active in every window)", found)
         seconds = time.perf_counter() - t0
-        summary.update(status="ok", reason=found.reason, chunks=[str(d) for d in dirs], bbox_game_area=area,
-                       seconds=round(seconds, 3), seconds_localize=round(t_localize, 3), seconds_parse=round(t_parse, 3),
-                       frames_per_second=round(n / seconds, 1))
-        return summary
+        summary.update(status="ok", reason=found.reason, seconds=round(seconds, 3), seconds_localize=round(t_localize, 3),
+                       seconds_parse=round(t_parse, 3), frames_per_second=round(n / seconds, 1))
+        return VideoExtraction(summary, found, parsed, labels)
+
+    def __call__(self, path: str | Path, report: Report) -> dict:
+        """Extract one video and write its label chunks into `args.out`; returns its summary."""
+        result = self.extract(path, report)
+        s = result.summary
+        if result.labels is not None:
+            dirs = write_labels(self.args.out, s["video_id"], result.labels, video_url=str(Path(path).resolve()),
+                                bbox_controller_overlay=list(result.found.bbox), bbox_game_area=s["bbox_game_area"],
+                                resolution=(s["height"], s["width"]))
+            s["chunks"] = [str(d) for d in dirs]
+            report.count("videos_extracted")
+            report.count("frames", s["frames"])
+            report.count("label_rows_kept", s["label_rows_kept"])
+        return s
 
     def _parse_video(self, path: Path, found: LocalizeResult, total: int) -> dict[str, np.ndarray]:
         """Every frame rectified and parsed, two consecutive crops at a time; outputs per frame."""
@@ -247,7 +265,7 @@ class VideoExtractor:
                 for k, v in outputs.items()}
 
 
-def confidence(found: LocalizeResult, parsed: dict[str, np.ndarray], buttons: np.ndarray) -> dict:
+def confidence(found: LocalizeResult, parsed: dict[str, np.ndarray]) -> dict:
     """How much to trust a video's labels: match strength, and how steady the parser reads consecutive frames.
 
     Real inputs change a few times a second, so consecutive frames mostly agree; a parser guessing on an
@@ -262,7 +280,6 @@ def confidence(found: LocalizeResult, parsed: dict[str, np.ndarray], buttons: np
         "button_agreement_consecutive": round(float(same.mean()), 4),
         "stick_change_consecutive": round(float(np.abs(np.diff(sticks, axis=0)).mean()) if len(sticks) > 1 else 0.0, 4),
         "button_decisiveness": round(float(np.abs(2 * probs - 1).mean()), 4),
-        "buttons_pressed_fraction": round(float(buttons.any(axis=1).mean()), 4),
     }
 
 
