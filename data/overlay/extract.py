@@ -275,8 +275,8 @@ def confidence(found: LocalizeResult, parsed: dict[str, np.ndarray]) -> dict:
     sticks = np.concatenate([parsed["j_left"], parsed["j_right"]], axis=1)
     same = (np.diff(probs > 0.5, axis=0) == 0).all(axis=1) if len(probs) > 1 else np.ones(1, bool)
     return {
-        "inliers_median": float(np.median(found.inliers)), "frames_agreeing": found.frames_agreeing,
-        "frames_sampled": found.frames_sampled,
+        "inliers": found.inliers, "frames_with_inliers": len(found.inliers_per_frame),
+        "frames_searched": found.frames_visited,
         "button_agreement_consecutive": round(float(same.mean()), 4),
         "stick_change_consecutive": round(float(np.abs(np.diff(sticks, axis=0)).mean()) if len(sticks) > 1 else 0.0, 4),
         "button_decisiveness": round(float(np.abs(2 * probs - 1).mean()), 4),

@@ -1,17 +1,21 @@
 """Stage 1 of overlay extraction: find the input overlay in a video and the affine that maps its template onto it.
 
 A template library holds the neutral render of every known style (`styles.STYLES`) plus any template a user adds
-from a screenshot of their own overlay. SIFT features of every template are computed once. For a video, SIFT runs
-on frames sampled across it (25 by default); every template's descriptors are matched against each frame's
-(nearest two, Lowe's ratio test) and RANSAC fits a similarity transform (scale, rotation, shift: what streaming
-software does to an overlay) to the matches. A frame match needs >= 20 RANSAC inliers and a plausible shape (upright,
-sane scale, mostly on screen). Frames then vote: the template with the most inliers wins, and its placement is the
-one that the most frames agree on (corners within a few pixels); it is accepted only when several frames agree, which
-is what keeps gameplay that happens to share a few features with a template from passing as an overlay.
+from a screenshot of their own overlay. SIFT features of every template are computed once and indexed once (FLANN).
+For a video, SIFT runs on frames sampled across it (25 by default) and on their per-pixel median, which keeps the
+static overlay while averaging away moving gameplay and the short-lived highlights of pressed buttons. Each frame
+feature is matched to its nearest library features and kept per template by Lowe's ratio test.
+
+Overlays sit still, so a template's matches from all frames are pooled and RANSAC fits one similarity transform
+(scale, rotation, shift: what streaming software does to an overlay) to them. Small overlays in low-bitrate video
+give only a handful of correct matches per frame, but the pool collects them across frames. The match counts
+distinct template features among the RANSAC inliers, needs >= 20 of them, inliers from >= 3 frames and a plausible
+shape (upright, sane scale, mostly on screen); the template with the most wins. Features are upright (orientation
+fixed at 0): overlays are drawn upright, and round buttons have no stable orientation to normalise away.
 
 Work per video is bounded: frames are downscaled so their longer side is at most `max_side`, SIFT keeps at most
-`max_features` per frame and `template_features` per template, and all templates are matched in one FLANN query
-per frame.
+`max_features` per frame and `template_features` per template, and the frames are visited in a spread order that
+stops early once one template is matched beyond doubt (`decisive_inliers`).
 
 "No overlay found" is a result with a reason (`LocalizeResult.reason`), never labels.
 """
@@ -24,7 +28,7 @@ import cv2
 import numpy as np
 
 from nitrogen_jax.data.overlay import styles as overlay_styles
-from nitrogen_jax.data.overlay.render import neutral_template
+from nitrogen_jax.data.overlay.render import neutral_template, render_overlay
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,13 +40,15 @@ class LocalizeConfig:
     min_inliers: int = 20
     """RANSAC inliers a frame match needs"""
     min_frames: int = 3
-    """frames that must agree on the placement before the overlay counts as found"""
-    ratio: float = 0.8
-    """Lowe's ratio test: best match distance < ratio * second best"""
+    """sampled frames (the median counting as one) that must contribute inliers"""
+    decisive_inliers: int = 60
+    """stop visiting frames once a template has this many distinct inliers from min_frames frames"""
+    ratio: float = 0.85
+    """Lowe's ratio test within a template: best match distance < ratio * second best"""
+    neighbours: int = 8
+    """library features looked up per frame feature (the ratio test's second best is sought among them)"""
     ransac_px: float = 3.0
     """RANSAC reprojection threshold in (downscaled) frame pixels"""
-    agree_px: float = 4.0
-    """two frames agree when the template corners they place lie within max(agree_px, 2% of the overlay) pixels"""
     max_side: int = 960
     """frames are downscaled so that their longer side is at most this many pixels"""
     max_features: int = 3000
@@ -76,6 +82,7 @@ class Template:
     source: str  # "builtin" or the screenshot's path
     points: np.ndarray  # float32 [K, 2] keypoint positions (template pixels)
     descriptors: np.ndarray  # float32 [K, 128]
+    mask: np.ndarray | None = None  # bool [H, W]: where the overlay draws (None: everywhere, a screenshot)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -87,12 +94,23 @@ class Template:
         return np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
 
 
-def _sift(max_features: int) -> cv2.SIFT:
-    return cv2.SIFT_create(nfeatures=max_features)
+def upright_sift(gray: np.ndarray, max_features: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(keypoint positions [K, 2], descriptors [K, 128] float32) with every orientation fixed at 0."""
+    sift = cv2.SIFT_create(nfeatures=max_features)
+    unique = {}
+    for k in sift.detect(gray, None):  # SIFT repeats a keypoint once per dominant orientation: keep one
+        k.angle = 0.0
+        unique.setdefault((round(k.pt[0], 1), round(k.pt[1], 1), round(k.size, 1)), k)
+    if not unique:
+        return np.zeros((0, 2), np.float32), None
+    keypoints, descriptors = sift.compute(gray, list(unique.values()))
+    if descriptors is None:
+        return np.zeros((0, 2), np.float32), None
+    return np.array([k.pt for k in keypoints], np.float32), descriptors.astype(np.float32)
 
 
 def make_template(name: str, family: str, image: np.ndarray, source: str = "builtin",
-                  cfg: LocalizeConfig = LocalizeConfig()) -> Template:
+                  cfg: LocalizeConfig = LocalizeConfig(), mask: np.ndarray | None = None) -> Template:
     """A template from an RGB image already in the family's template frame; its SIFT features computed once.
 
     Templates are small (a few hundred pixels), so features are found on a 2x upsampled copy, which roughly doubles
@@ -103,12 +121,11 @@ def make_template(name: str, family: str, image: np.ndarray, source: str = "buil
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"template {name!r}: expected an RGB uint8 [H, W, 3] image, got {image.dtype} {image.shape}")
     up = cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
-    keypoints, descriptors = _sift(cfg.template_features).detectAndCompute(cv2.cvtColor(up, cv2.COLOR_RGB2GRAY), None)
-    if descriptors is None or len(keypoints) < cfg.min_inliers:
-        raise ValueError(f"template {name!r} ({source}): only {len(keypoints)} SIFT features, a match needs "
+    points, descriptors = upright_sift(cv2.cvtColor(up, cv2.COLOR_RGB2GRAY), cfg.template_features)
+    if descriptors is None or len(points) < cfg.min_inliers:
+        raise ValueError(f"template {name!r} ({source}): only {len(points)} SIFT features, a match needs "
                          f"{cfg.min_inliers}; is the image the overlay itself (not a blank or tiny crop)?")
-    points = np.array([k.pt for k in keypoints], np.float32) / 2.0
-    return Template(name, family, image, source, points, descriptors.astype(np.float32))
+    return Template(name, family, image, source, points / 2.0, descriptors, mask)
 
 
 def screenshot_template(path: str | Path, family: str, cfg: LocalizeConfig = LocalizeConfig()) -> Template:
@@ -144,6 +161,11 @@ class TemplateLibrary:
         self.descriptors = np.concatenate([t.descriptors for t in templates])
         self.owner = np.concatenate([np.full(len(t.descriptors), i, np.int32) for i, t in enumerate(templates)])
         self.points = np.concatenate([t.points for t in templates])
+        self.index = cv2.FlannBasedMatcher({"algorithm": 1, "trees": 4}, {"checks": 64})  # FLANN_INDEX_KDTREE
+        self._by_family = {f: np.array([i for i, t in enumerate(templates) if t.family == f], np.int32)
+                           for f in overlay_styles.FAMILIES}
+        self.index.add([self.descriptors])
+        self.index.train()
 
     @classmethod
     def builtin(cls, style_names: tuple[str, ...] | None = None, cfg: LocalizeConfig = LocalizeConfig(),
@@ -153,22 +175,41 @@ class TemplateLibrary:
         unknown = [n for n in names if n not in overlay_styles.STYLES]
         if unknown:
             raise ValueError(f"unknown overlay styles {unknown}; known: {sorted(overlay_styles.STYLES)}")
-        built = [make_template(n, overlay_styles.STYLES[n].family, neutral_template(overlay_styles.STYLES[n]),
-                               cfg=cfg) for n in names]
+        built = []
+        for n in names:
+            style = overlay_styles.STYLES[n]
+            drawn = render_overlay(style, None)[..., 3] > 0
+            built.append(make_template(n, style.family, neutral_template(style), cfg=cfg, mask=drawn))
         return cls(built + list(extra), cfg)
 
     def __len__(self) -> int:
         return len(self.templates)
 
+    def family_templates(self, family: str) -> np.ndarray:
+        """Indices of the family's templates."""
+        return self._by_family[family]
 
-@dataclasses.dataclass(frozen=True)
-class FrameMatch:
-    """One template placed in one sampled frame."""
 
-    frame: int  # position among the sampled frames
-    template: int  # index in the library
-    affine: np.ndarray  # float64 [2, 3], template frame -> full-resolution video frame
-    inliers: int
+@dataclasses.dataclass
+class Correspondences:
+    """Ratio-tested matches pooled over frames: template, template feature, frame position, frame."""
+
+    template: list[np.ndarray] = dataclasses.field(default_factory=list)
+    feature: list[np.ndarray] = dataclasses.field(default_factory=list)  # row in the library's stacked features
+    xy: list[np.ndarray] = dataclasses.field(default_factory=list)  # full-resolution frame pixels
+    frame: list[np.ndarray] = dataclasses.field(default_factory=list)
+
+    def add(self, template, feature, xy, frame: int) -> None:
+        self.template.append(template)
+        self.feature.append(feature)
+        self.xy.append(xy)
+        self.frame.append(np.full(len(template), frame, np.int32))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        if not self.template:
+            return np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros((0, 2), np.float32), np.zeros(0, np.int32)
+        return (np.concatenate(self.template), np.concatenate(self.feature), np.concatenate(self.xy),
+                np.concatenate(self.frame))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,9 +222,10 @@ class LocalizeResult:
     affine: np.ndarray | None = None  # float64 [2, 3], template frame -> video frame
     bbox: tuple[int, int, int, int] | None = None  # [x, y, w, h] of the overlay in the video, pixels, clipped
     frames_sampled: int = 0
-    frames_agreeing: int = 0
-    inliers: tuple[int, ...] = ()  # per agreeing frame
-    candidates: tuple[dict, ...] = ()  # per template that matched anywhere: name, family, frames, inliers
+    frames_visited: int = 0  # sampled frames (and the median) searched before the result was certain
+    inliers: int = 0  # distinct template features among the RANSAC inliers
+    inliers_per_frame: tuple[int, ...] = ()  # per frame that contributed inliers
+    candidates: tuple[dict, ...] = ()  # the best-fitting templates: name, family, inliers, frames
 
     @property
     def family(self) -> str | None:
@@ -191,11 +233,11 @@ class LocalizeResult:
 
     def summary(self) -> dict:
         out = {"found": self.found, "reason": self.reason, "frames_sampled": self.frames_sampled,
-               "frames_agreeing": self.frames_agreeing, "candidates": list(self.candidates)}
+               "frames_visited": self.frames_visited, "candidates": list(self.candidates)}
         if self.found:
             out.update(template=self.template.name, family=self.family, bbox=list(self.bbox),
-                       affine=np.round(self.affine, 4).tolist(), inliers_min=min(self.inliers),
-                       inliers_median=float(np.median(self.inliers)), inliers_max=max(self.inliers))
+                       affine=np.round(self.affine, 4).tolist(), inliers=self.inliers,
+                       frames_with_inliers=len(self.inliers_per_frame))
         return out
 
 
@@ -211,98 +253,159 @@ def _plausible(affine: np.ndarray, template: Template, frame_w: int, frame_h: in
     return inside >= cfg.min_visible * (x1 - x0) * (y1 - y0)
 
 
-def match_frame(frame: np.ndarray, index: int, library: TemplateLibrary) -> list[FrameMatch]:
-    """Every template that RANSAC places in this RGB frame with enough inliers and a plausible shape."""
+def match_frame(frame: np.ndarray, index: int, library: TemplateLibrary, pool: Correspondences) -> None:
+    """Add this RGB frame's ratio-tested matches (per template) to `pool`."""
     cfg = library.cfg
     h, w = frame.shape[:2]
     s = min(1.0, cfg.max_side / max(h, w))
     gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
     if s < 1.0:
         gray = cv2.resize(gray, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
-    keypoints, descriptors = _sift(cfg.max_features).detectAndCompute(gray, None)
-    if descriptors is None or len(keypoints) < cfg.min_inliers:
-        return []
-    frame_points = np.array([k.pt for k in keypoints], np.float32)
-    matcher = cv2.FlannBasedMatcher({"algorithm": 1, "trees": 4}, {"checks": 64})  # FLANN_INDEX_KDTREE
-    pairs = matcher.knnMatch(library.descriptors, descriptors.astype(np.float32), k=2)
-    query, train = [], []
-    for p in pairs:
-        if len(p) == 2 and p[0].distance < cfg.ratio * p[1].distance:
-            query.append(p[0].queryIdx)
-            train.append(p[0].trainIdx)
-    query, train = np.asarray(query, np.int64), np.asarray(train, np.int64)
-    out = []
-    for t in np.unique(library.owner[query]) if len(query) else ():
-        sel = library.owner[query] == t
-        if sel.sum() < cfg.min_inliers:
-            continue
-        cv2.setRNGSeed(index)  # RANSAC draws from OpenCV's global generator: make it repeatable
-        affine, mask = cv2.estimateAffinePartial2D(
-            library.points[query[sel]], frame_points[train[sel]], method=cv2.RANSAC,
-            ransacReprojThreshold=cfg.ransac_px, maxIters=2000, confidence=0.995, refineIters=10)
-        if affine is None or int(mask.sum()) < cfg.min_inliers:
-            continue
-        affine = affine.astype(np.float64) / s  # downscaled frame -> full resolution
-        template = library.templates[t]
-        if _plausible(affine, template, w, h, cfg):
-            out.append(FrameMatch(index, int(t), affine, int(mask.sum())))
-    return out
+    points, descriptors = upright_sift(gray, cfg.max_features)
+    if descriptors is None:
+        return
+    k = min(cfg.neighbours, len(library.descriptors))
+    found = library.index.knnMatch(descriptors, k=k)
+    n = len(found)
+    idx = np.full((n, k), -1, np.int64)
+    dist = np.full((n, k), np.inf, np.float32)
+    for i, row in enumerate(found):
+        for j, m in enumerate(row):
+            idx[i, j], dist[i, j] = m.trainIdx, m.distance
+    owner = np.where(idx >= 0, library.owner[np.maximum(idx, 0)], -1)
+    # per template: its best neighbour (the row's first of that template) against its second, or, when the second
+    # is not among the k looked up, against the k-th distance (a lower bound on it, so the test is conservative)
+    for t in np.unique(owner[owner >= 0]):
+        mine = owner == t
+        has = mine.any(axis=1)
+        first = np.argmax(mine, axis=1)
+        second_mask = mine.copy()
+        second_mask[np.arange(n), first] = False
+        has_second = second_mask.any(axis=1)
+        second = np.argmax(second_mask, axis=1)
+        d1 = dist[np.arange(n), first]
+        d2 = np.where(has_second, dist[np.arange(n), second], dist[:, -1])
+        ok = has & (d1 < cfg.ratio * d2)
+        if ok.any():
+            pool.add(np.full(ok.sum(), t, np.int32), idx[ok, first[ok]], points[ok] / s, index)
 
 
-def _corner_distance(a: np.ndarray, b: np.ndarray, corners: np.ndarray) -> float:
-    return float(np.abs((corners @ a[:, :2].T + a[:, 2]) - (corners @ b[:, :2].T + b[:, 2])).max())
-
-
-def vote(matches: list[FrameMatch], library: TemplateLibrary, frames_sampled: int, frame_w: int, frame_h: int,
-         ) -> LocalizeResult:
-    """Pick the template with the most inliers and the placement that most frames agree on."""
+def fit_family(pool: Correspondences, family: str, library: TemplateLibrary, frame_w: int, frame_h: int,
+               ) -> tuple[np.ndarray, np.ndarray] | None:
+    """RANSAC similarity on the pooled matches of every template of `family` (styles of a family share their
+    template frame, so their matches all vote for one placement): (affine [2, 3] template -> frame, inlier mask
+    over the pool) or None."""
     cfg = library.cfg
-    candidates = []
-    for t in sorted({m.template for m in matches}):
-        mine = [m for m in matches if m.template == t]
-        candidates.append({"template": library.templates[t].name, "family": library.templates[t].family,
-                           "frames": len({m.frame for m in mine}), "inliers": sum(m.inliers for m in mine)})
-    candidates.sort(key=lambda c: -c["inliers"])
-    if not matches:
-        return LocalizeResult(False, f"no overlay found: no template reached {cfg.min_inliers} RANSAC inliers in any "
-                                     f"of {frames_sampled} sampled frames", frames_sampled=frames_sampled)
-    best = max(range(len(library)), key=lambda t: sum(m.inliers for m in matches if m.template == t))
-    template = library.templates[best]
-    # one match per frame for the winner (a frame holds one overlay); its placement is the frames' medoid
-    per_frame: dict[int, FrameMatch] = {}
-    for m in matches:
-        if m.template == best and (m.frame not in per_frame or m.inliers > per_frame[m.frame].inliers):
-            per_frame[m.frame] = m
-    mine = list(per_frame.values())
-    corners = template.corners()
+    template_of, feature, xy, _ = pool.arrays()
+    sel = np.isin(template_of, library.family_templates(family))
+    if sel.sum() < cfg.min_inliers:
+        return None
+    cv2.setRNGSeed(len(family))  # RANSAC draws from OpenCV's global generator: make it repeatable
+    scale = max(frame_w, frame_h) / cfg.max_side if max(frame_w, frame_h) > cfg.max_side else 1.0
+    affine, mask = cv2.estimateAffinePartial2D(
+        library.points[feature[sel]], xy[sel], method=cv2.RANSAC, ransacReprojThreshold=cfg.ransac_px * scale,
+        maxIters=5000, confidence=0.999, refineIters=10)
+    if affine is None:
+        return None
+    affine = affine.astype(np.float64)
+    first = library.templates[library.family_templates(family)[0]]
+    if not _plausible(affine, first, frame_w, frame_h, cfg):
+        return None
+    inlier = np.zeros(len(sel), bool)
+    inlier[np.flatnonzero(sel)[mask.ravel() > 0]] = True
+    return affine, inlier
 
-    def agreeing(center: FrameMatch) -> list[FrameMatch]:
-        width = float(np.hypot(*center.affine[:, 0])) * template.size[0]
-        tol = max(cfg.agree_px, 0.02 * width)
-        return [m for m in mine if _corner_distance(m.affine, center.affine, corners) <= tol]
 
-    group = max((agreeing(m) for m in mine), key=lambda g: (len(g), sum(m.inliers for m in g)))
-    if len(group) < cfg.min_frames:
-        return LocalizeResult(
-            False, f"no overlay found: the best template ({template.name}) was placed consistently in only "
-                   f"{len(group)} of {frames_sampled} sampled frames, {cfg.min_frames} needed",
-            frames_sampled=frames_sampled, frames_agreeing=len(group), candidates=tuple(candidates))
-    weights = np.array([m.inliers for m in group], np.float64)
-    affine = np.tensordot(weights / weights.sum(), np.stack([m.affine for m in group]), axes=1)
-    placed = corners @ affine[:, :2].T + affine[:, 2]
-    x0, y0 = np.clip(placed.min(0), 0, None)
-    x1, y1 = np.minimum(placed.max(0), (frame_w, frame_h))
-    bbox = (int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1 - np.floor(x0))), int(np.ceil(y1 - np.floor(y0))))
-    inliers = tuple(sorted(m.inliers for m in group))
-    reason = (f"{template.name} ({template.family}) in {len(group)}/{frames_sampled} sampled frames, "
-              f"median {int(np.median(inliers))} inliers")
-    return LocalizeResult(True, reason, template, affine, bbox, frames_sampled, len(group), inliers, tuple(candidates))
+@dataclasses.dataclass(frozen=True)
+class _Fit:
+    family: str
+    affine: np.ndarray
+    distinct: int  # distinct template positions among the inliers
+    frames: dict  # frame -> inliers from it
+
+
+def _fits(pool: Correspondences, library: TemplateLibrary, frame_w: int, frame_h: int) -> list[_Fit]:
+    template_of, feature, _, frame = pool.arrays()
+    out = []
+    for family in sorted({library.templates[t].family for t in np.unique(template_of)}):
+        fit = fit_family(pool, family, library, frame_w, frame_h)
+        if fit is None:
+            continue
+        affine, inlier = fit
+        frames, counts = np.unique(frame[inlier], return_counts=True)
+        # a feature found in several styles at one spot is one piece of evidence: count positions (2 px cells)
+        cells = np.unique(np.round(library.points[feature[inlier]] / 2).astype(np.int64), axis=0)
+        out.append(_Fit(family, affine, len(cells), dict(zip(frames.tolist(), counts.tolist()))))
+    return sorted(out, key=lambda f: -f.distinct)
+
+
+def _edges(rgb: np.ndarray) -> np.ndarray:
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    e = cv2.magnitude(cv2.Sobel(gray, cv2.CV_32F, 1, 0), cv2.Sobel(gray, cv2.CV_32F, 0, 1))
+    return e - e.mean()
+
+
+def closest_look(frame: np.ndarray, affine: np.ndarray, templates: list[Template]) -> Template:
+    """The template of a family whose edges correlate best with the overlay placed by `affine`.
+
+    Styles of one family share their arrangement, so one fit places them all and the feature count alone can
+    prefer a look-alike; edges are compared because they survive the overlay's transparency over any background.
+    """
+    best, best_score = templates[0], -np.inf
+    for t in templates:
+        w, h = t.size
+        a = _edges(cv2.warpAffine(frame, affine, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP))
+        b = _edges(t.image)
+        score = float((a * b).sum() / (np.sqrt((a * a).sum() * (b * b).sum()) + 1e-6))
+        if score > best_score:
+            best, best_score = t, score
+    return best
+
+
+def spread_order(n: int) -> list[int]:
+    """0..n-1 in an order that covers the range evenly early on (0, n/2, n/4, 3n/4, ...)."""
+    order, step = [], n
+    while len(order) < n and step >= 1:
+        order += [i for i in range(0, n, step) if i not in order]
+        step //= 2
+    return order + [i for i in range(n) if i not in order]
 
 
 def localize(frames: list[np.ndarray], library: TemplateLibrary) -> LocalizeResult:
     """Find the overlay in RGB frames sampled across one video (all the same size)."""
+    cfg = library.cfg
     if not frames:
         return LocalizeResult(False, "no overlay found: no frames could be decoded to search")
     h, w = frames[0].shape[:2]
-    matches = [m for i, f in enumerate(frames) for m in match_frame(f, i, library)]
-    return vote(matches, library, len(frames), w, h)
+    median = np.median(np.stack(frames), axis=0).astype(np.uint8) if len(frames) > 2 else None
+    visits = ([(len(frames), median)] if median is not None else []) + [(i, frames[i]) for i in spread_order(len(frames))]
+    pool, fits, visited = Correspondences(), [], 0
+    for k, (index, frame) in enumerate(visits):
+        match_frame(frame, index, library, pool)
+        visited += 1
+        if k + 1 >= cfg.min_frames and (k + 1) % 4 == 0 or k + 1 == len(visits):
+            fits = _fits(pool, library, w, h)
+            if fits and fits[0].distinct >= cfg.decisive_inliers and len(fits[0].frames) >= cfg.min_frames:
+                break
+    candidates = tuple({"family": f.family, "inliers": f.distinct, "frames": len(f.frames)} for f in fits)
+    common = dict(frames_sampled=len(frames), frames_visited=visited, candidates=candidates)
+    good = [f for f in fits if f.distinct >= cfg.min_inliers and len(f.frames) >= cfg.min_frames]
+    if not good:
+        if not fits:
+            why = f"no template had {cfg.min_inliers} matches agreeing on one placement"
+        else:
+            best = fits[0]
+            why = (f"the best family ({best.family}) had {best.distinct} inliers from "
+                   f"{len(best.frames)} frames; {cfg.min_inliers} inliers from {cfg.min_frames} frames needed")
+        return LocalizeResult(False, f"no overlay found in {visited} searched frames: {why}", **common)
+    best = good[0]
+    look = median if median is not None else frames[0]
+    template = closest_look(look, best.affine, [library.templates[t] for t in library.family_templates(best.family)])
+    placed = template.corners() @ best.affine[:, :2].T + best.affine[:, 2]
+    x0, y0 = np.floor(np.clip(placed.min(0), 0, None))
+    x1, y1 = np.ceil(np.minimum(placed.max(0), (w, h)))
+    bbox = (int(x0), int(y0), int(x1 - x0), int(y1 - y0))
+    reason = (f"{template.name} ({template.family}): {best.distinct} inliers from {len(best.frames)} of {visited} "
+              "searched frames")
+    return LocalizeResult(True, reason, template, best.affine, bbox, inliers=best.distinct,
+                          inliers_per_frame=tuple(best.frames.values()), **common)
