@@ -109,16 +109,26 @@ def sample_frames(path: str | Path, count: int) -> tuple[list[np.ndarray], int]:
     return frames, total
 
 
-def game_area(frames: list[np.ndarray], dark: int = 16) -> list[int]:
-    """[x, y, w, h] of the picture inside black bars: rows/columns dark in every sampled frame are bars."""
+def game_area(frames: list[np.ndarray], tolerance: int = 12, share: float = 0.85) -> list[int]:
+    """[x, y, w, h] of the picture inside flat bars (letterbox, pillarbox, a streamer's plain backdrop).
+
+    A row or column belongs to a bar when most of its pixels (`share`) stay within `tolerance` of the frame corners'
+    colour in every sampled frame; bars are trimmed from each edge inwards. Boxes drawn over a bar (a webcam, the
+    chat) leave it a bar as long as they cover less than the rest of its row or column.
+    """
     h, w = frames[0].shape[:2]
-    brightest = np.max([f.max(axis=2) for f in frames], axis=0)
-    rows = np.flatnonzero((brightest > dark).any(axis=1))
-    cols = np.flatnonzero((brightest > dark).any(axis=0))
-    if not len(rows) or not len(cols):
+    stack = np.stack(frames).astype(np.int16)
+    corners = stack[:, [0, 0, -1, -1], [0, -1, 0, -1]].reshape(-1, 3)
+    backdrop = np.median(corners, axis=0)
+    flat = (np.abs(stack - backdrop).max(axis=3) <= tolerance).all(axis=0)  # [H, W]
+    rows, cols = flat.mean(axis=1) >= share, flat.mean(axis=0) >= share
+    if rows.all() or cols.all():  # one flat picture: no bars to trust
         return [0, 0, w, h]
-    x0, x1, y0, y1 = int(cols[0]), int(cols[-1]) + 1, int(rows[0]), int(rows[-1]) + 1
-    if (x1 - x0) * (y1 - y0) < 0.25 * w * h:  # a mostly black video: no bars to trust
+    y0 = int(np.argmin(rows))
+    y1 = h - int(np.argmin(rows[::-1]))
+    x0 = int(np.argmin(cols))
+    x1 = w - int(np.argmin(cols[::-1]))
+    if (x1 - x0) * (y1 - y0) < 0.25 * w * h:
         return [0, 0, w, h]
     return [x0, y0, x1 - x0, y1 - y0]
 
