@@ -60,12 +60,12 @@ def grid_expectation(logits: jax.Array) -> jax.Array:
 class ParserConfig:
     """The network's sizes; saved as JSON beside the weights."""
 
-    dims: tuple[int, ...] = (32, 64, 128)
-    depths: tuple[int, ...] = (1, 2, 2)
+    dims: tuple[int, ...] = (24, 48, 96)
+    depths: tuple[int, ...] = (1, 1, 2)
     heads: tuple[int, ...] = (1, 2, 4)
     sr_ratios: tuple[int, ...] = (4, 2, 1)  # spatial reduction of keys/values per stage
     mlp_ratios: tuple[int, ...] = (4, 4, 2)
-    decoder_dim: int = 64
+    decoder_dim: int = 48
     pool_heads: int = 2  # attention maps per element
     head_dim: int = 96  # the shared element MLP's width
     input_hw: tuple[int, int] = PARSER_INPUT_HW
@@ -88,6 +88,21 @@ class ParserConfig:
         if set(d) - known:
             raise ValueError(f"unknown ParserConfig fields {sorted(set(d) - known)}")
         return cls(**d)
+
+
+def coordinate_channels(b: int, h: int, w: int) -> jax.Array:
+    """[b, h, w, 2] pixel (x, y) in [-1, 1] (CoordConv): the stem knows where in the template frame it looks."""
+    ys, xs = jnp.meshgrid(jnp.linspace(-1, 1, h), jnp.linspace(-1, 1, w), indexing="ij")
+    return jnp.broadcast_to(jnp.stack([xs, ys], -1), (b, h, w, 2))
+
+
+def fourier_positions(h: int, w: int, octaves: int = 4) -> jax.Array:
+    """[h, w, 2 + 4 * octaves]: (x, y) in [-1, 1] and their sines/cosines at pi * 2^k, for a position embedding
+    that resolves single elements."""
+    xy = coordinate_channels(1, h, w)[0]
+    freqs = jnp.pi * 2.0 ** jnp.arange(octaves)
+    angles = (xy[..., None] * freqs).reshape(h, w, -1)
+    return jnp.concatenate([xy, jnp.sin(angles), jnp.cos(angles)], -1)
 
 
 class OverlapPatchEmbed(nn.Module):
@@ -173,7 +188,8 @@ class OverlayParserNet(nn.Module):
     def __call__(self, prev, cur, template):
         c = self.config
         cur_f, prev_f, tmpl_f = normalize_frames(cur), normalize_frames(prev), normalize_frames(template)
-        x = jnp.concatenate([cur_f, prev_f, tmpl_f, cur_f - tmpl_f], axis=-1)
+        x = jnp.concatenate([cur_f, prev_f, tmpl_f, cur_f - tmpl_f, coordinate_channels(cur.shape[0], *cur.shape[1:3])],
+                            axis=-1)
 
         features = []
         for i, dim in enumerate(c.dims):
@@ -188,15 +204,16 @@ class OverlayParserNet(nn.Module):
         b, h, w, _ = features[0].shape
         ups = [jax.image.resize(nn.Dense(c.decoder_dim, name=f"decoder_proj_{i}")(f), (b, h, w, c.decoder_dim),
                                 "bilinear") for i, f in enumerate(features)]
-        fused = nn.gelu(nn.LayerNorm(name="decoder_norm")(nn.Dense(c.decoder_dim, name="decoder_fuse")(
-            jnp.concatenate(ups, axis=-1))))
+        fused = nn.Dense(c.decoder_dim, name="decoder_fuse")(jnp.concatenate(ups, axis=-1))
+        # Buttons that look alike (four face circles) differ only by where they sit in the template frame: give the
+        # decoder absolute position (the encoder's only position signal is conv padding).
+        fused = fused + nn.Dense(c.decoder_dim, name="decoder_position")(fourier_positions(h, w))
+        fused = nn.gelu(nn.LayerNorm(name="decoder_norm")(fused))
 
         # Per-element attention pooling over the fused map, of features and of pixel positions.
         attn = nn.Dense(NUM_ELEMENTS * c.pool_heads, name="element_attention")(fused).reshape(b, h * w, -1)
         attn = jax.nn.softmax(attn, axis=1)  # over positions
-        ys, xs = jnp.meshgrid(jnp.linspace(-1, 1, h), jnp.linspace(-1, 1, w), indexing="ij")
-        values = jnp.concatenate([fused.reshape(b, h * w, -1),
-                                  jnp.broadcast_to(jnp.stack([xs, ys], -1).reshape(1, h * w, 2), (b, h * w, 2))], -1)
+        values = jnp.concatenate([fused, coordinate_channels(b, h, w)], -1).reshape(b, h * w, -1)
         pooled = jnp.einsum("bpk,bpd->bkd", attn, values).reshape(b, NUM_ELEMENTS, -1)
         context = nn.Dense(c.head_dim, name="context")(features[-1].mean(axis=(1, 2)))
         element_embed = self.param("element_embed", nn.initializers.normal(0.02), (NUM_ELEMENTS, c.head_dim))

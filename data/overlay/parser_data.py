@@ -26,7 +26,7 @@ import numpy as np
 from nitrogen_jax.data.overlay.parser import NUM_BUTTONS, rectify, resize_to_input
 from nitrogen_jax.data.overlay.render import PadState, composite, neutral_template, render_premultiplied
 from nitrogen_jax.data.overlay.styles import STYLES, canonical_size
-from nitrogen_jax.data.overlay.synth import random_pad_stream
+from nitrogen_jax.data.overlay.synth import gameplay_frames, random_pad_stream
 
 TRIGGER_BUTTON_INDEX = (9, 13)  # left_trigger, right_trigger in STANDARD_BUTTONS
 
@@ -93,9 +93,19 @@ def template_input(style_name: str) -> np.ndarray:
     return resize_to_input(neutral_template(STYLES[style_name]))
 
 
+def gameplay_clips(games: Sequence[str], frames: int, seed: int, fps: float = 15.0) -> list[np.ndarray]:
+    """One clip per game, uint8 [frames, H, W, 3] native frames of a scripted player (at a low fps, so a clip spans
+    more of the game), the backgrounds the overlay is drawn over."""
+    rng = np.random.default_rng([seed, 5])
+    return [np.stack(list(gameplay_frames(g, random_pad_stream(frames, fps, rng), fps, seed))) for g in games]
+
+
 def background_patch(frame: np.ndarray, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """A random region of a gameplay frame shown at a random zoom (games fill screens of any size), as (w, h)."""
+    """A random region of a gameplay frame shown at a random zoom (games fill screens of any size), as (w, h); now
+    and then the flat border colour a 4:3 game leaves beside it."""
     w, h = size
+    if rng.random() < 0.1:
+        return np.full((h, w, 3), rng.integers(0, 60, 3), np.uint8)
     zoom = rng.uniform(1.5, 4.0)
     fh, fw = frame.shape[:2]
     cw, ch = min(fw, max(4, int(w / zoom))), min(fh, max(4, int(h / zoom)))
@@ -133,15 +143,17 @@ def truth_arrays(state: PadState) -> dict[str, np.ndarray]:
 
 class RenderedPairs:
     """Random-access parser examples: example i is a pure function of (seed, i), so a Grain MapDataset over it is
-    reproducible and resumable. Backgrounds are [K, T, H, W, 3] frame sequences of gameplay (K clips of T frames)."""
+    reproducible and resumable. Backgrounds are gameplay clips, uint8 [T >= 2, H, W, 3] each (`gameplay_clips`)."""
 
-    def __init__(self, styles: Sequence[str], backgrounds: np.ndarray, seed: int, deg: Degradation = Degradation(),
+    def __init__(self, styles: Sequence[str], backgrounds: Sequence[np.ndarray], seed: int,
+                 deg: Degradation = Degradation(),
                  stream_share: float = 0.5, num_streams: int = 16, stream_len: int = 600):
         unknown = [s for s in styles if s not in STYLES]
         if unknown:
             raise ValueError(f"unknown overlay styles {unknown}; known: {sorted(STYLES)}")
-        if backgrounds.ndim != 5 or backgrounds.shape[1] < 2:
-            raise ValueError(f"backgrounds must be uint8 [clips, frames >= 2, H, W, 3], got {backgrounds.shape}")
+        bad = [c.shape for c in backgrounds if c.ndim != 4 or c.shape[0] < 2 or c.shape[3] != 3]
+        if not backgrounds or bad:
+            raise ValueError(f"backgrounds must be clips of uint8 [frames >= 2, H, W, 3], got {bad or 'none'}")
         self.styles, self.backgrounds, self.seed, self.deg = tuple(styles), backgrounds, seed, deg
         self.stream_share = stream_share
         rng = np.random.default_rng([seed, 1])
@@ -167,11 +179,10 @@ def stack_examples(examples: Sequence[dict[str, np.ndarray]]) -> dict[str, np.nd
     return {k: np.stack([e[k] for e in examples]) for k in examples[0]}
 
 
-def batches(source, batch_size: int, *, seed: int, threads: int = 2, start: int = 0) -> grain.DatasetIterator:
-    """An endless iterator of stacked batches, shuffled, rendered by `threads` threads ahead of the training step
-    (OpenCV releases the GIL)."""
-    ds = grain.MapDataset.range(start, 1 << 30).shuffle(seed=seed).map(source.__getitem__)
-    ds = ds.batch(batch_size, batch_fn=stack_examples)
+def batches(source, batch_size: int, threads: int = 2) -> grain.DatasetIterator:
+    """An endless iterator of stacked batches (example i of batch k is source[k * batch_size + i]), rendered by
+    `threads` threads ahead of the training step (OpenCV releases the GIL)."""
+    ds = grain.MapDataset.range(1 << 40).map(source.__getitem__).batch(batch_size, batch_fn=stack_examples)
     return ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=4)).__iter__()
 
 
