@@ -252,13 +252,9 @@ class VideoExtractor:
             cur = np.stack(batch)
             prev = np.concatenate([cur[:1] if previous is None else previous[None], cur[:-1]])
             previous = cur[-1]
-            k = len(cur)
-            if k < bs:  # keep one batch shape, so the parser compiles once
-                pad = np.repeat(cur[-1:], bs - k, axis=0)
-                cur, prev = np.concatenate([cur, pad]), np.concatenate([prev, pad])
-            pads = self.parser.parse(prev, cur, template)
+            pads = self.parser.parse(prev, cur, template)  # pads a short last batch to one compiled shape itself
             for key in outputs:
-                outputs[key].append(np.asarray(getattr(pads, key))[:k])
+                outputs[key].append(np.asarray(getattr(pads, key)))
             batch.clear()
 
         bar = tqdm(total=total, desc=f"parse {path.name}", unit="frame", disable=not self.args.progress, leave=False)
