@@ -341,22 +341,29 @@ def _fits(pool: Correspondences, library: TemplateLibrary, frame_w: int, frame_h
 
 def _edges(rgb: np.ndarray) -> np.ndarray:
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    e = cv2.magnitude(cv2.Sobel(gray, cv2.CV_32F, 1, 0), cv2.Sobel(gray, cv2.CV_32F, 0, 1))
-    return e - e.mean()
+    return cv2.magnitude(cv2.Sobel(gray, cv2.CV_32F, 1, 0), cv2.Sobel(gray, cv2.CV_32F, 0, 1))
+
+
+def _ncc(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / (np.sqrt((a * a).sum() * (b * b).sum()) + 1e-6))
 
 
 def closest_look(frame: np.ndarray, affine: np.ndarray, templates: list[Template]) -> Template:
-    """The template of a family whose edges correlate best with the overlay placed by `affine`.
+    """The template of a family that looks most like the overlay placed by `affine`.
 
     Styles of one family share their arrangement, so one fit places them all and the feature count alone can
-    prefer a look-alike; edges are compared because they survive the overlay's transparency over any background.
+    prefer a look-alike. Two correlations decide: of edges over the whole template frame (they survive the
+    overlay's transparency over any background; an outline style matches its own lines), and of colours where the
+    template draws (a neon outline and a white one have the same edges, not the same colour).
     """
     best, best_score = templates[0], -np.inf
     for t in templates:
         w, h = t.size
-        a = _edges(cv2.warpAffine(frame, affine, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP))
-        b = _edges(t.image)
-        score = float((a * b).sum() / (np.sqrt((a * a).sum() * (b * b).sum()) + 1e-6))
+        crop = cv2.warpAffine(frame, affine, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+        drawn = np.ones((h, w), bool) if t.mask is None else t.mask
+        score = _ncc(_edges(crop), _edges(t.image)) + _ncc(crop[drawn].astype(np.float32),
+                                                          t.image[drawn].astype(np.float32))
         if score > best_score:
             best, best_score = t, score
     return best
