@@ -16,7 +16,7 @@ from nitrogen_jax.actions import STANDARD_BUTTONS
 from nitrogen_jax.data.layout import find_chunks, read_chunk
 from nitrogen_jax.data.overlay.clean import CleanConfig, calibrate_stick, clean_parsed, frames_to_rows, write_labels
 from nitrogen_jax.data.overlay.extract import REPORT_FILE, ExtractArgs, VideoExtractor, run, sample_frames
-from nitrogen_jax.data.overlay.localize import LocalizeConfig, TemplateLibrary, localize, screenshot_template
+from nitrogen_jax.data.overlay.localize import TemplateLibrary, localize, screenshot_template
 from nitrogen_jax.data.overlay.styles import FAMILIES, HELDOUT_STYLES, STYLES, TRAIN_STYLES
 from nitrogen_jax.data.overlay.synth import HELDOUT_GAMES, TRAIN_GAMES, make_overlay_video
 from nitrogen_jax.data.report import Report
@@ -32,23 +32,34 @@ def library() -> TemplateLibrary:
 def corner_error(found_affine: np.ndarray, true_affine: np.ndarray, size: tuple[int, int]) -> float:
     w, h = size
     c = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)
-    return float(np.abs((c @ found_affine[:, :2].T + found_affine[:, 2]) - (c @ true_affine[:, :2].T + true_affine[:, 2])).max())
+    return float(
+        np.abs((c @ found_affine[:, :2].T + found_affine[:, 2]) - (c @ true_affine[:, :2].T + true_affine[:, 2])).max()
+    )
 
 
 def one_style_per_family(pool: tuple[str, ...]) -> list[str]:
     return [next(s for s in pool if STYLES[s].family == f) for f in FAMILIES]
 
 
-CASES = ([(s, "train", 1500) for s in one_style_per_family(TRAIN_STYLES)]
-         + [(s, "heldout", 1500) for s in one_style_per_family(HELDOUT_STYLES)]
-         + [(one_style_per_family(TRAIN_STYLES)[0], "low-bitrate", 300)])
+CASES = (
+    [(s, "train", 1500) for s in one_style_per_family(TRAIN_STYLES)]
+    + [(s, "heldout", 1500) for s in one_style_per_family(HELDOUT_STYLES)]
+    + [(one_style_per_family(TRAIN_STYLES)[0], "low-bitrate", 300)]
+)
 
 
 @pytest.mark.parametrize("style,kind,kbps", CASES, ids=[f"{s}-{k}" for s, k, _ in CASES])
 def test_localize_recovers_the_placement(tmp_path, library, style, kind, kbps):
     seed = zlib.crc32(f"{style}-{kind}".encode()) % 1000
-    video = make_overlay_video(tmp_path / "v.mp4", game=HELDOUT_GAMES[seed % len(HELDOUT_GAMES)], style=style, seed=seed,
-                               fps=30, seconds=SECONDS, bitrate_kbps=kbps)
+    video = make_overlay_video(
+        tmp_path / "v.mp4",
+        game=HELDOUT_GAMES[seed % len(HELDOUT_GAMES)],
+        style=style,
+        seed=seed,
+        fps=30,
+        seconds=SECONDS,
+        bitrate_kbps=kbps,
+    )
     frames, total = sample_frames(video.path, 25)
     assert total == video.num_frames and len(frames) == 25
     found = localize(frames, library)
@@ -57,15 +68,18 @@ def test_localize_recovers_the_placement(tmp_path, library, style, kind, kbps):
     assert found.template.name == style
     assert found.inliers >= 20
     err = corner_error(found.affine, video.overlay_affine, found.template.size)
-    assert err < 3.0, f"{style} ({kind}, scale {video.scale:.2f}, opacity {video.opacity:.2f}): corners off by {err:.1f} px"
+    assert err < 3.0, (
+        f"{style} ({kind}, scale {video.scale:.2f}, opacity {video.opacity:.2f}): corners off by {err:.1f} px"
+    )
     x, y, w, h = video.bbox_overlay
     assert np.allclose(found.bbox, (x, y, w, h), atol=3), (found.bbox, video.bbox_overlay)
 
 
 def test_no_overlay_on_overlay_free_videos(tmp_path, library):
     for seed, game in enumerate(TRAIN_GAMES[:2] + HELDOUT_GAMES[:1]):
-        video = make_overlay_video(tmp_path / f"free{seed}.mp4", game=game, style=None, seed=seed, fps=30,
-                                   seconds=SECONDS)
+        video = make_overlay_video(
+            tmp_path / f"free{seed}.mp4", game=game, style=None, seed=seed, fps=30, seconds=SECONDS
+        )
         found = localize(sample_frames(video.path, 25)[0], library)
         assert not found.found and found.template is None and found.affine is None
         assert found.reason.startswith("no overlay found") and ("inliers" in found.reason or "matches" in found.reason)
@@ -75,12 +89,13 @@ def test_user_template_from_a_screenshot(tmp_path):
     """A style the library does not hold, given as a screenshot crop of the user's own (neutral) overlay."""
     style = HELDOUT_STYLES[1]
     family = STYLES[style].family
-    shot = make_overlay_video(tmp_path / "shot.mp4", game=TRAIN_GAMES[0], style=style, seed=5, fps=30, seconds=0.2,
-                              scale=1.0, lag_ms=0)
+    shot = make_overlay_video(
+        tmp_path / "shot.mp4", game=TRAIN_GAMES[0], style=style, seed=5, fps=30, seconds=0.2, scale=1.0, lag_ms=0
+    )
     frame = sample_frames(shot.path, 1)[0][0]
     x, y, w, h = shot.bbox_overlay
     png = tmp_path / "my_overlay.png"
-    cv2.imwrite(str(png), cv2.cvtColor(frame[y:y + h, x:x + w], cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(png), cv2.cvtColor(frame[y : y + h, x : x + w], cv2.COLOR_RGB2BGR))
 
     others = tuple(n for n in STYLES if STYLES[n].family != family)  # nothing of the family but the user's template
     library = TemplateLibrary.builtin(others, extra=(screenshot_template(png, family),))
@@ -109,7 +124,8 @@ def test_screenshot_template_rejects_bad_input(tmp_path):
 
 def test_stick_calibration_on_known_inputs():
     rng = np.random.default_rng(0)
-    truth = rng.uniform(-1, 1, (400, 2))
+    angle, radius = rng.uniform(0, 2 * np.pi, 400), rng.uniform(0.5, 1, 400)  # moved: outside the rest radius
+    truth = np.clip(np.stack([np.cos(angle), np.sin(angle)], 1) * radius[:, None] * 1.3, -1, 1)
     truth[:150] = 0  # the stick rests a good part of the time, as players' sticks do
     truth[150:160] = [1, 1]  # and reaches full deflection
     offset, gain = np.array([0.06, -0.04]), 0.8
@@ -154,7 +170,7 @@ def test_density_filter_drops_idle_windows_and_chunks_keep_their_frames(tmp_path
     fps, n = 30.0, 30 * 75  # 75 s: windows [0, 30) active, [30, 60) idle, [60, 75) active
     probs = np.zeros((n, len(STANDARD_BUTTONS)), np.float32)
     probs[: 30 * 30, 0] = 1.0
-    probs[30 * 60:, 1] = 1.0
+    probs[30 * 60 :, 1] = 1.0
     labels = clean_parsed(probs, np.zeros((n, 2)), np.zeros((n, 2)), fps)
     assert labels.kept_segments() == [(0, 1800), (3600, 4500)]
     dirs = write_labels(tmp_path, "vid", labels, bbox_controller_overlay=[1, 2, 30, 20], bbox_game_area=[0, 0, 64, 48])
@@ -174,8 +190,16 @@ def test_bad_inputs_are_report_lines(tmp_path):
     corrupt = tmp_path / "corrupt.mp4"
     corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40)
     free = make_overlay_video(tmp_path / "free.mp4", game=TRAIN_GAMES[1], style=None, seed=3, fps=30, seconds=SECONDS)
-    small = make_overlay_video(tmp_path / "small.mp4", game=TRAIN_GAMES[0], style=TRAIN_STYLES[0], seed=4, fps=30,
-                               seconds=SECONDS, scale=0.6, opacity=1.0)
+    small = make_overlay_video(
+        tmp_path / "small.mp4",
+        game=TRAIN_GAMES[0],
+        style=TRAIN_STYLES[0],
+        seed=4,
+        fps=30,
+        seconds=SECONDS,
+        scale=0.6,
+        opacity=1.0,
+    )
     extractor = VideoExtractor(ExtractArgs(out=str(tmp_path / "labels"), min_overlay_px=200, progress=False))
     report = Report()
     got = {p.stem: extractor(p, report) for p in (corrupt, free.path, small.path)}
@@ -197,8 +221,10 @@ def test_folder_runs_as_a_beam_pipeline_with_counted_skips(tmp_path, capsys):
     assert rc == 1  # no video gave labels
     body = json.loads((tmp_path / "labels" / REPORT_FILE).read_text())
     assert body["counts"] == {"corrupt_video": 1, "no_overlay": 1, "videos": 2}
-    assert {Path(s["input"]).name: s["kind"] for s in body["skipped"]} == {"broken.mkv": "corrupt_video",
-                                                                           "free.mp4": "no_overlay"}
+    assert {Path(s["input"]).name: s["kind"] for s in body["skipped"]} == {
+        "broken.mkv": "corrupt_video",
+        "free.mp4": "no_overlay",
+    }
     out = capsys.readouterr().out
     assert "SKIP  (corrupt_video)" in out and "SKIP  (no_overlay)" in out and "0 of 2 videos extracted" in out
 
@@ -217,11 +243,17 @@ def test_extract_feeds_preprocess(tmp_path):
         pytest.skip(f"no shipped parser weights in {WEIGHTS_DIR}")
     parser = OverlayParser.load()
     videos = tmp_path / "videos"
-    video = make_overlay_video(videos / "clip.mp4", game=HELDOUT_GAMES[2], style=TRAIN_STYLES[1], seed=21, fps=30,
-                               seconds=2)
+    video = make_overlay_video(
+        videos / "clip.mp4", game=HELDOUT_GAMES[2], style=TRAIN_STYLES[1], seed=21, fps=30, seconds=2
+    )
     labels = tmp_path / "labels"
-    assert run(ExtractArgs(video_or_dir=str(video.path), out=str(labels), density_threshold=0.0, progress=False),
-               parser=parser) == 0
+    assert (
+        run(
+            ExtractArgs(video_or_dir=str(video.path), out=str(labels), density_threshold=0.0, progress=False),
+            parser=parser,
+        )
+        == 0
+    )
     summary = json.loads((labels / REPORT_FILE).read_text())["videos"][0]
     assert summary["status"] == "ok" and summary["frames"] == video.num_frames
     pad, meta = read_chunk(find_chunks(labels)[0])

@@ -13,6 +13,7 @@ Buttons are thresholded; label rows are laid at the public 60 fps (a 30 fps vide
 project's action-density filter (`data.preprocess.density_keep`) then drops inactive windows, and the kept rows
 are written with `data.layout.write_chunks`, so `nitrogen-jax preprocess` reads them like released labels.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -101,37 +102,63 @@ class CleanedLabels:
     def kept_segments(self) -> list[tuple[int, int]]:
         """[lo, hi) row ranges of consecutive kept rows."""
         edges = np.diff(np.concatenate([[0], self.keep.astype(np.int8), [0]]))
-        return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+        return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True))
 
 
-def clean_parsed(buttons: np.ndarray, j_left: np.ndarray, j_right: np.ndarray, video_fps: float,
-                 cfg: CleanConfig = CleanConfig()) -> CleanedLabels:
+def clean_parsed(
+    buttons: np.ndarray, j_left: np.ndarray, j_right: np.ndarray, video_fps: float, cfg: CleanConfig = CleanConfig()
+) -> CleanedLabels:
     """Per video frame parser outputs (button probabilities [N, 17], raw sticks [N, 2]) -> cleaned 60 fps rows."""
     n = len(buttons)
     if not n or len(j_left) != n or len(j_right) != n:
-        raise ValueError(f"clean_parsed: need N >= 1 frames of buttons/j_left/j_right, got {n}/{len(j_left)}/{len(j_right)}")
+        raise ValueError(
+            f"clean_parsed: need N >= 1 frames of buttons/j_left/j_right, got {n}/{len(j_left)}/{len(j_right)}"
+        )
     calibration = {"j_left": calibrate_stick(j_left, cfg), "j_right": calibrate_stick(j_right, cfg)}
-    per_frame = Gamepad(np.asarray(buttons) > cfg.button_threshold, calibration["j_left"].apply(j_left),
-                        calibration["j_right"].apply(j_right))
+    per_frame = Gamepad(
+        np.asarray(buttons) > cfg.button_threshold,
+        calibration["j_left"].apply(j_left),
+        calibration["j_right"].apply(j_right),
+    )
     frame_of_row = frames_to_rows(n, video_fps)
     pad = Gamepad(per_frame.buttons[frame_of_row], per_frame.j_left[frame_of_row], per_frame.j_right[frame_of_row])
     rows = len(frame_of_row)
     timeline = Timeline(pad, np.ones(rows, bool), frame_of_row, np.zeros(rows, np.int32), [], LABEL_FPS)
-    density = PreprocessConfig(density_window_s=cfg.density_window_s, density_threshold=cfg.density_threshold,
-                               stick_deadzone=cfg.stick_deadzone)
+    density = PreprocessConfig(
+        density_window_s=cfg.density_window_s,
+        density_threshold=cfg.density_threshold,
+        stick_deadzone=cfg.stick_deadzone,
+    )
     return CleanedLabels(per_frame, pad, density_keep(timeline, density), LABEL_FPS, float(video_fps), calibration)
 
 
-def write_labels(out_dir: str | Path, video_id: str, labels: CleanedLabels, *, video_url: str = "", game: str = "",
-                 bbox_controller_overlay=None, bbox_game_area=None, resolution: tuple[int, int] | None = None,
-                 ) -> list[Path]:
+def write_labels(
+    out_dir: str | Path,
+    video_id: str,
+    labels: CleanedLabels,
+    *,
+    video_url: str = "",
+    game: str = "",
+    bbox_controller_overlay=None,
+    bbox_game_area=None,
+    resolution: tuple[int, int] | None = None,
+) -> list[Path]:
     """The kept rows as public-layout chunks; each kept segment starts a new chunk at its own start frame."""
     dirs: list[Path] = []
     for lo, hi in labels.kept_segments():
         start_frame = int(np.floor(lo * labels.video_fps / labels.label_fps + 1e-6))
         dirs += write_chunks(
-            out_dir, video_id, labels.gamepad[lo:hi], fps=labels.label_fps, video_fps=labels.video_fps,
-            video_url=video_url, start_frame=start_frame, game=game, bbox_game_area=bbox_game_area,
-            bbox_controller_overlay=bbox_controller_overlay, resolution=resolution, first_chunk=len(dirs))
+            out_dir,
+            video_id,
+            labels.gamepad[lo:hi],
+            fps=labels.label_fps,
+            video_fps=labels.video_fps,
+            video_url=video_url,
+            start_frame=start_frame,
+            game=game,
+            bbox_game_area=bbox_game_area,
+            bbox_controller_overlay=bbox_controller_overlay,
+            resolution=resolution,
+            first_chunk=len(dirs),
+        )
     return dirs
-

@@ -14,6 +14,7 @@ Game area: the frame minus the black letterbox or pillarbox bars around the pict
 the whole frame when there are none). The overlay itself is not cut out of it: its box goes to
 `bbox_controller_overlay`, which preprocessing blacks out, as in the released data.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -199,9 +200,13 @@ class VideoExtractor:
         if not found.found:
             return skip("no_overlay", f"{path}: {found.reason}", found)
         if placed_width(found) < self.args.min_overlay_px:
-            return skip("overlay_too_small", f"{path}: overlay too small to parse: {found.template.name} placed "
-                                             f"{placed_width(found):.0f} px wide, at least {self.args.min_overlay_px} "
-                                             "px needed (--min-overlay-px)", found)
+            return skip(
+                "overlay_too_small",
+                f"{path}: overlay too small to parse: {found.template.name} placed "
+                f"{placed_width(found):.0f} px wide, at least {self.args.min_overlay_px} "
+                "px needed (--min-overlay-px)",
+                found,
+            )
         parsed = self._parse_video(path, found, total)
         t_parse = time.perf_counter() - t0 - t_localize
         n = len(parsed["buttons"])
@@ -213,14 +218,28 @@ class VideoExtractor:
         labels = clean_parsed(parsed["buttons"], parsed["j_left"], parsed["j_right"], fps, self.clean_cfg)
         summary["confidence"] = confidence(found, parsed)
         summary["calibration"] = {k: c.to_json() for k, c in labels.calibration.items()}
-        summary.update(frames=n, label_rows=len(labels.keep), label_rows_kept=int(labels.keep.sum()),
-                       bbox_game_area=game_area(sampled))
+        summary.update(
+            frames=n,
+            label_rows=len(labels.keep),
+            label_rows_kept=int(labels.keep.sum()),
+            bbox_game_area=game_area(sampled),
+        )
         if not labels.keep.any():
-            return skip("no_active_rows", f"{path}: the action-density filter dropped every row (under "
-                                          f"{self.args.density_threshold:.0%} active in every window)", found)
+            return skip(
+                "no_active_rows",
+                f"{path}: the action-density filter dropped every row (under "
+                f"{self.args.density_threshold:.0%} active in every window)",
+                found,
+            )
         seconds = time.perf_counter() - t0
-        summary.update(status="ok", reason=found.reason, seconds=round(seconds, 3), seconds_localize=round(t_localize, 3),
-                       seconds_parse=round(t_parse, 3), frames_per_second=round(n / seconds, 1))
+        summary.update(
+            status="ok",
+            reason=found.reason,
+            seconds=round(seconds, 3),
+            seconds_localize=round(t_localize, 3),
+            seconds_parse=round(t_parse, 3),
+            frames_per_second=round(n / seconds, 1),
+        )
         return VideoExtraction(summary, found, parsed, labels)
 
     def __call__(self, path: str | Path, report: Report) -> dict:
@@ -228,9 +247,15 @@ class VideoExtractor:
         result = self.extract(path, report)
         s = result.summary
         if result.labels is not None:
-            dirs = write_labels(self.args.out, s["video_id"], result.labels, video_url=str(Path(path).resolve()),
-                                bbox_controller_overlay=list(result.found.bbox), bbox_game_area=s["bbox_game_area"],
-                                resolution=(s["height"], s["width"]))
+            dirs = write_labels(
+                self.args.out,
+                s["video_id"],
+                result.labels,
+                video_url=str(Path(path).resolve()),
+                bbox_controller_overlay=list(result.found.bbox),
+                bbox_game_area=s["bbox_game_area"],
+                resolution=(s["height"], s["width"]),
+            )
             s["chunks"] = [str(d) for d in dirs]
             report.count("videos_extracted")
             report.count("frames", s["frames"])
@@ -267,8 +292,10 @@ class VideoExtractor:
             bar.update(len(batch))
             flush()
         bar.close()
-        return {k: np.concatenate(v) if v else np.zeros((0, 17 if k == "buttons" else 2), np.float32)
-                for k, v in outputs.items()}
+        return {
+            k: np.concatenate(v) if v else np.zeros((0, 17 if k == "buttons" else 2), np.float32)
+            for k, v in outputs.items()
+        }
 
 
 def confidence(found: LocalizeResult, parsed: dict[str, np.ndarray]) -> dict:
@@ -281,7 +308,8 @@ def confidence(found: LocalizeResult, parsed: dict[str, np.ndarray]) -> dict:
     sticks = np.concatenate([parsed["j_left"], parsed["j_right"]], axis=1)
     same = (np.diff(probs > 0.5, axis=0) == 0).all(axis=1) if len(probs) > 1 else np.ones(1, bool)
     return {
-        "inliers": found.inliers, "frames_with_inliers": len(found.inliers_per_frame),
+        "inliers": found.inliers,
+        "frames_with_inliers": len(found.inliers_per_frame),
         "frames_searched": found.frames_visited,
         "button_agreement_consecutive": round(float(same.mean()), 4),
         "stick_change_consecutive": round(float(np.abs(np.diff(sticks, axis=0)).mean()) if len(sticks) > 1 else 0.0, 4),
@@ -291,9 +319,11 @@ def confidence(found: LocalizeResult, parsed: dict[str, np.ndarray]) -> dict:
 
 def write_report(out: str | Path, summaries: list[dict], report: Report) -> dict:
     """`<out>/extract_report.json`: counts, every skipped video with its reason, and each video's summary."""
-    body = {"counts": dict(sorted(report.counts.items())),
-            "skipped": sorted(report.skipped, key=lambda s: (s["kind"], s["input"])),
-            "videos": sorted(summaries, key=lambda s: s["video"])}
+    body = {
+        "counts": dict(sorted(report.counts.items())),
+        "skipped": sorted(report.skipped, key=lambda s: (s["kind"], s["input"])),
+        "videos": sorted(summaries, key=lambda s: s["video"]),
+    }
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / REPORT_FILE).write_text(json.dumps(body, indent=2))
     return body
@@ -325,12 +355,16 @@ class ExtractVideo(beam.DoFn):
 def _run_beam(args: ExtractArgs, videos: list[Path]) -> tuple[list[dict], Report]:
     """One work item per video; DirectRunner processes (`workers`) unless `beam_args` name another runner."""
     options = list(args.beam_args) or ["--runner=DirectRunner"] + (
-        [f"--direct_num_workers={args.workers}", "--direct_running_mode=multi_processing"] if args.workers > 1 else [])
+        [f"--direct_num_workers={args.workers}", "--direct_running_mode=multi_processing"] if args.workers > 1 else []
+    )
     with beam.Pipeline(options=PipelineOptions(options)) as p:
-        _ = (p | "ListVideos" >> beam.Create([str(v) for v in videos])
-             | "Extract" >> beam.ParDo(ExtractVideo(args))
-             | "Collect" >> beam.combiners.ToList()
-             | "Report" >> beam.Map(lambda items: _write_collected(args.out, items)))
+        _ = (
+            p
+            | "ListVideos" >> beam.Create([str(v) for v in videos])
+            | "Extract" >> beam.ParDo(ExtractVideo(args))
+            | "Collect" >> beam.combiners.ToList()
+            | "Report" >> beam.Map(lambda items: _write_collected(args.out, items))
+        )
     body = json.loads((Path(args.out) / REPORT_FILE).read_text())
     report = Report()
     for kind, n in body["counts"].items():
@@ -362,10 +396,14 @@ def run(args: ExtractArgs, parser: Any = None) -> int:
     for s in sorted(summaries, key=lambda s: s["video"]):
         if s["status"] == "ok":
             c = s["confidence"]
-            print(f"ok    {s['video']}: {s['reason']}; {s['frames']} frames -> {len(s['chunks'])} chunks, "
-                  f"consecutive button agreement {c['button_agreement_consecutive']:.3f}")
+            print(
+                f"ok    {s['video']}: {s['reason']}; {s['frames']} frames -> {len(s['chunks'])} chunks, "
+                f"consecutive button agreement {c['button_agreement_consecutive']:.3f}"
+            )
         else:
             print(f"SKIP  ({s['status']}) {s['reason']}")
-    print(f"{report.counts.get('videos_extracted', 0)} of {len(videos)} videos extracted; report: "
-          f"{Path(args.out) / REPORT_FILE}")
+    print(
+        f"{report.counts.get('videos_extracted', 0)} of {len(videos)} videos extracted; report: "
+        f"{Path(args.out) / REPORT_FILE}"
+    )
     return 0 if report.counts.get("videos_extracted", 0) else 1

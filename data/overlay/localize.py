@@ -19,6 +19,7 @@ stops early once one template is matched beyond doubt (`decisive_inliers`).
 
 "No overlay found" is a result with a reason (`LocalizeResult.reason`), never labels.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -66,8 +67,10 @@ class LocalizeConfig:
 
     def __post_init__(self):
         if self.num_frames < 1 or self.min_inliers < 3 or self.min_frames < 1:
-            raise ValueError(f"LocalizeConfig: num_frames >= 1, min_inliers >= 3 and min_frames >= 1 are needed, got "
-                             f"{self.num_frames}, {self.min_inliers}, {self.min_frames}")
+            raise ValueError(
+                f"LocalizeConfig: num_frames >= 1, min_inliers >= 3 and min_frames >= 1 are needed, got "
+                f"{self.num_frames}, {self.min_inliers}, {self.min_frames}"
+            )
         if not 0 < self.ratio < 1:
             raise ValueError(f"LocalizeConfig.ratio must be in (0, 1), got {self.ratio}")
 
@@ -109,8 +112,14 @@ def upright_sift(gray: np.ndarray, max_features: int) -> tuple[np.ndarray, np.nd
     return np.array([k.pt for k in keypoints], np.float32), descriptors.astype(np.float32)
 
 
-def make_template(name: str, family: str, image: np.ndarray, source: str = "builtin",
-                  cfg: LocalizeConfig = LocalizeConfig(), mask: np.ndarray | None = None) -> Template:
+def make_template(
+    name: str,
+    family: str,
+    image: np.ndarray,
+    source: str = "builtin",
+    cfg: LocalizeConfig = LocalizeConfig(),
+    mask: np.ndarray | None = None,
+) -> Template:
     """A template from an RGB image already in the family's template frame; its SIFT features computed once.
 
     Templates are small (a few hundred pixels), so features are found on a 2x upsampled copy, which roughly doubles
@@ -123,8 +132,10 @@ def make_template(name: str, family: str, image: np.ndarray, source: str = "buil
     up = cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
     points, descriptors = upright_sift(cv2.cvtColor(up, cv2.COLOR_RGB2GRAY), cfg.template_features)
     if descriptors is None or len(points) < cfg.min_inliers:
-        raise ValueError(f"template {name!r} ({source}): only {len(points)} SIFT features, a match needs "
-                         f"{cfg.min_inliers}; is the image the overlay itself (not a blank or tiny crop)?")
+        raise ValueError(
+            f"template {name!r} ({source}): only {len(points)} SIFT features, a match needs "
+            f"{cfg.min_inliers}; is the image the overlay itself (not a blank or tiny crop)?"
+        )
     return Template(name, family, image, source, points / 2.0, descriptors, mask)
 
 
@@ -162,14 +173,20 @@ class TemplateLibrary:
         self.owner = np.concatenate([np.full(len(t.descriptors), i, np.int32) for i, t in enumerate(templates)])
         self.points = np.concatenate([t.points for t in templates])
         self.index = cv2.FlannBasedMatcher({"algorithm": 1, "trees": 4}, {"checks": 64})  # FLANN_INDEX_KDTREE
-        self._by_family = {f: np.array([i for i, t in enumerate(templates) if t.family == f], np.int32)
-                           for f in overlay_styles.FAMILIES}
+        self._by_family = {
+            f: np.array([i for i, t in enumerate(templates) if t.family == f], np.int32)
+            for f in overlay_styles.FAMILIES
+        }
         self.index.add([self.descriptors])
         self.index.train()
 
     @classmethod
-    def builtin(cls, style_names: tuple[str, ...] | None = None, cfg: LocalizeConfig = LocalizeConfig(),
-                extra: tuple[Template, ...] = ()) -> TemplateLibrary:
+    def builtin(
+        cls,
+        style_names: tuple[str, ...] | None = None,
+        cfg: LocalizeConfig = LocalizeConfig(),
+        extra: tuple[Template, ...] = (),
+    ) -> TemplateLibrary:
         """The neutral render of each named style (default: every style), plus `extra` templates."""
         names = tuple(overlay_styles.STYLES) if style_names is None else style_names
         unknown = [n for n in names if n not in overlay_styles.STYLES]
@@ -208,8 +225,12 @@ class Correspondences:
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         if not self.template:
             return np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros((0, 2), np.float32), np.zeros(0, np.int32)
-        return (np.concatenate(self.template), np.concatenate(self.feature), np.concatenate(self.xy),
-                np.concatenate(self.frame))
+        return (
+            np.concatenate(self.template),
+            np.concatenate(self.feature),
+            np.concatenate(self.xy),
+            np.concatenate(self.frame),
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,12 +253,22 @@ class LocalizeResult:
         return None if self.template is None else self.template.family
 
     def summary(self) -> dict:
-        out = {"found": self.found, "reason": self.reason, "frames_sampled": self.frames_sampled,
-               "frames_visited": self.frames_visited, "candidates": list(self.candidates)}
+        out = {
+            "found": self.found,
+            "reason": self.reason,
+            "frames_sampled": self.frames_sampled,
+            "frames_visited": self.frames_visited,
+            "candidates": list(self.candidates),
+        }
         if self.found:
-            out.update(template=self.template.name, family=self.family, bbox=list(self.bbox),
-                       affine=np.round(self.affine, 4).tolist(), inliers=self.inliers,
-                       frames_with_inliers=len(self.inliers_per_frame))
+            out.update(
+                template=self.template.name,
+                family=self.family,
+                bbox=list(self.bbox),
+                affine=np.round(self.affine, 4).tolist(),
+                inliers=self.inliers,
+                frames_with_inliers=len(self.inliers_per_frame),
+            )
         return out
 
 
@@ -290,8 +321,13 @@ def match_frame(frame: np.ndarray, index: int, library: TemplateLibrary, pool: C
             pool.add(np.full(ok.sum(), t, np.int32), idx[ok, first[ok]], points[ok] / s, index)
 
 
-def fit_family(pool: Correspondences, family: str, library: TemplateLibrary, frame_w: int, frame_h: int,
-               ) -> tuple[np.ndarray, np.ndarray] | None:
+def fit_family(
+    pool: Correspondences,
+    family: str,
+    library: TemplateLibrary,
+    frame_w: int,
+    frame_h: int,
+) -> tuple[np.ndarray, np.ndarray] | None:
     """RANSAC similarity on the pooled matches of every template of `family` (styles of a family share their
     template frame, so their matches all vote for one placement): (affine [2, 3] template -> frame, inlier mask
     over the pool) or None."""
@@ -303,8 +339,14 @@ def fit_family(pool: Correspondences, family: str, library: TemplateLibrary, fra
     cv2.setRNGSeed(len(family))  # RANSAC draws from OpenCV's global generator: make it repeatable
     scale = max(frame_w, frame_h) / cfg.max_side if max(frame_w, frame_h) > cfg.max_side else 1.0
     affine, mask = cv2.estimateAffinePartial2D(
-        library.points[feature[sel]], xy[sel], method=cv2.RANSAC, ransacReprojThreshold=cfg.ransac_px * scale,
-        maxIters=5000, confidence=0.999, refineIters=10)
+        library.points[feature[sel]],
+        xy[sel],
+        method=cv2.RANSAC,
+        ransacReprojThreshold=cfg.ransac_px * scale,
+        maxIters=5000,
+        confidence=0.999,
+        refineIters=10,
+    )
     if affine is None:
         return None
     affine = affine.astype(np.float64)
@@ -335,7 +377,7 @@ def _fits(pool: Correspondences, library: TemplateLibrary, frame_w: int, frame_h
         frames, counts = np.unique(frame[inlier], return_counts=True)
         # a feature found in several styles at one spot is one piece of evidence: count positions (2 px cells)
         cells = np.unique(np.round(library.points[feature[inlier]] / 2).astype(np.int64), axis=0)
-        out.append(_Fit(family, affine, len(cells), dict(zip(frames.tolist(), counts.tolist()))))
+        out.append(_Fit(family, affine, len(cells), dict(zip(frames.tolist(), counts.tolist(), strict=True))))
     return sorted(out, key=lambda f: -f.distinct)
 
 
@@ -362,8 +404,9 @@ def closest_look(frame: np.ndarray, affine: np.ndarray, templates: list[Template
         w, h = t.size
         crop = cv2.warpAffine(frame, affine, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
         drawn = np.ones((h, w), bool) if t.mask is None else t.mask
-        score = _ncc(_edges(crop), _edges(t.image)) + _ncc(crop[drawn].astype(np.float32),
-                                                          t.image[drawn].astype(np.float32))
+        score = _ncc(_edges(crop), _edges(t.image)) + _ncc(
+            crop[drawn].astype(np.float32), t.image[drawn].astype(np.float32)
+        )
         if score > best_score:
             best, best_score = t, score
     return best
@@ -385,7 +428,9 @@ def localize(frames: list[np.ndarray], library: TemplateLibrary) -> LocalizeResu
         return LocalizeResult(False, "no overlay found: no frames could be decoded to search")
     h, w = frames[0].shape[:2]
     median = np.median(np.stack(frames), axis=0).astype(np.uint8) if len(frames) > 2 else None
-    visits = ([(len(frames), median)] if median is not None else []) + [(i, frames[i]) for i in spread_order(len(frames))]
+    visits = ([(len(frames), median)] if median is not None else []) + [
+        (i, frames[i]) for i in spread_order(len(frames))
+    ]
     pool, fits, visited = Correspondences(), [], 0
     for k, (index, frame) in enumerate(visits):
         match_frame(frame, index, library, pool)
@@ -402,8 +447,10 @@ def localize(frames: list[np.ndarray], library: TemplateLibrary) -> LocalizeResu
             why = f"no template had {cfg.min_inliers} matches agreeing on one placement"
         else:
             best = fits[0]
-            why = (f"the best family ({best.family}) had {best.distinct} inliers from "
-                   f"{len(best.frames)} frames; {cfg.min_inliers} inliers from {cfg.min_frames} frames needed")
+            why = (
+                f"the best family ({best.family}) had {best.distinct} inliers from "
+                f"{len(best.frames)} frames; {cfg.min_inliers} inliers from {cfg.min_frames} frames needed"
+            )
         return LocalizeResult(False, f"no overlay found in {visited} searched frames: {why}", **common)
     best = good[0]
     look = median if median is not None else frames[0]
@@ -412,7 +459,17 @@ def localize(frames: list[np.ndarray], library: TemplateLibrary) -> LocalizeResu
     x0, y0 = np.floor(np.clip(placed.min(0), 0, None))
     x1, y1 = np.ceil(np.minimum(placed.max(0), (w, h)))
     bbox = (int(x0), int(y0), int(x1 - x0), int(y1 - y0))
-    reason = (f"{template.name} ({template.family}): {best.distinct} inliers from {len(best.frames)} of {visited} "
-              "searched frames")
-    return LocalizeResult(True, reason, template, best.affine, bbox, inliers=best.distinct,
-                          inliers_per_frame=tuple(best.frames.values()), **common)
+    reason = (
+        f"{template.name} ({template.family}): {best.distinct} inliers from {len(best.frames)} of {visited} "
+        "searched frames"
+    )
+    return LocalizeResult(
+        True,
+        reason,
+        template,
+        best.affine,
+        bbox,
+        inliers=best.distinct,
+        inliers_per_frame=tuple(best.frames.values()),
+        **common,
+    )
