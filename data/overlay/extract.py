@@ -277,9 +277,13 @@ class VideoExtractor:
             cur = np.stack(batch)
             prev = np.concatenate([cur[:1] if previous is None else previous[None], cur[:-1]])
             previous = cur[-1]
-            pads = self.parser.parse(prev, cur, template)  # pads a short last batch to one compiled shape itself
+            k = len(cur)
+            if k < bs:  # a short last batch is padded to the one shape the parser has compiled
+                fill = np.repeat(cur[-1:], bs - k, axis=0)
+                cur, prev = np.concatenate([cur, fill]), np.concatenate([prev, fill])
+            pads = self.parser.parse(prev, cur, template)
             for key in outputs:
-                outputs[key].append(np.asarray(getattr(pads, key)))
+                outputs[key].append(np.asarray(getattr(pads, key))[:k])
             batch.clear()
 
         bar = tqdm(total=total, desc=f"parse {path.name}", unit="frame", disable=not self.args.progress, leave=False)
