@@ -60,7 +60,7 @@ class ExtractArgs:
     workers: int = 1
     """videos extracted at once (Beam DirectRunner processes) when VIDEO_OR_DIR is a folder"""
     parser: str | None = None
-    """parser weights folder (default: the weights shipped in data/overlay/weights)"""
+    """parser weights folder; None: the weights shipped in data/overlay/weights"""
     batch_size: int = 64
     """frames per parser call"""
     min_overlay_px: int = 80
@@ -68,7 +68,7 @@ class ExtractArgs:
     num_frames: int = 25
     """frames sampled across each video to find the overlay"""
     min_inliers: int = 20
-    """RANSAC inliers a template match needs in a sampled frame"""
+    """RANSAC inliers (distinct template features, pooled over the sampled frames) a match needs"""
     density_threshold: float = 0.5
     """drop 30 s windows with fewer active label rows than this fraction (0 keeps everything)"""
     progress: bool = True
@@ -389,6 +389,8 @@ def run(args: ExtractArgs, parser: Any = None) -> int:
 
     `parser`: an already loaded OverlayParser for a single video (tests, benchmarks); default: `args.parser`.
     """
+    if not args.video_or_dir:
+        raise ValueError("extract: give a video file or a folder of videos (VIDEO_OR_DIR)")
     videos = list_videos(args.video_or_dir)
     if not videos:
         raise FileNotFoundError(f"extract: no videos ({', '.join(VIDEO_SUFFIXES)}) in {args.video_or_dir}")
@@ -411,3 +413,9 @@ def run(args: ExtractArgs, parser: Any = None) -> int:
         f"{Path(args.out) / REPORT_FILE}"
     )
     return 0 if report.counts.get("videos_extracted", 0) else 1
+
+
+if __name__ == "__main__":
+    import tyro
+
+    raise SystemExit(run(tyro.cli(ExtractArgs)))
