@@ -234,33 +234,30 @@ def test_folder_runs_as_a_beam_pipeline_with_counted_skips(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_extract_feeds_preprocess(tmp_path):
-    """One short video: extract (the shipped parser) -> public layout -> the project's preprocessing, unchanged."""
+    """One short video: extract -> public layout -> the project's preprocessing, unchanged. With the shipped parser
+    weights the labels must also match the truth; without them (an untrained parser) only the plumbing is checked."""
     from nitrogen_jax.data.overlay.parser import PARAMS_FILE, WEIGHTS_DIR, OverlayParser
     from nitrogen_jax.data.pipeline import run_preprocess
     from nitrogen_jax.data.preprocess import PreprocessConfig
 
-    if not (WEIGHTS_DIR / PARAMS_FILE).is_file():
-        pytest.skip(f"no shipped parser weights in {WEIGHTS_DIR}")
-    parser = OverlayParser.load()
+    shipped = (WEIGHTS_DIR / PARAMS_FILE).is_file()
+    parser = OverlayParser.load() if shipped else OverlayParser.init(seed=0)
     videos = tmp_path / "videos"
     video = make_overlay_video(
         videos / "clip.mp4", game=HELDOUT_GAMES[2], style=TRAIN_STYLES[1], seed=21, fps=30, seconds=2
     )
     labels = tmp_path / "labels"
-    assert (
-        run(
-            ExtractArgs(video_or_dir=str(video.path), out=str(labels), density_threshold=0.0, progress=False),
-            parser=parser,
-        )
-        == 0
-    )
+    args = ExtractArgs(video_or_dir=str(video.path), out=str(labels), density_threshold=0.0, progress=False)
+    assert run(args, parser=parser) == 0
     summary = json.loads((labels / REPORT_FILE).read_text())["videos"][0]
     assert summary["status"] == "ok" and summary["frames"] == video.num_frames
+    assert 0 <= summary["confidence"]["button_agreement_consecutive"] <= 1
     pad, meta = read_chunk(find_chunks(labels)[0])
     assert len(pad) == 2 * video.num_frames and meta.video_fps == 30.0 and meta.start_frame == 0
     assert meta.bbox_controller_overlay == summary["localize"]["bbox"]
-    truth = np.stack([s.buttons for s in video.truth])
-    assert (pad.buttons[::2] == truth).mean() > 0.9  # the shipped parser reads the overlay, not noise
+    if shipped:
+        truth = np.stack([s.buttons for s in video.truth])
+        assert (pad.buttons[::2] == truth).mean() > 0.95  # the shipped parser reads the overlay, not noise
 
     manifest = run_preprocess([labels], videos, tmp_path / "shards", PreprocessConfig(density_threshold=0.0))
     assert manifest["counts"]["samples"] == 2 * video.num_frames and not manifest["skipped"]
