@@ -44,7 +44,7 @@ class LocalizeConfig:
     """sampled frames (the median counting as one) that must contribute inliers"""
     decisive_inliers: int = 60
     """stop visiting frames once a template has this many distinct inliers from min_frames frames"""
-    ratio: float = 0.85
+    ratio: float = 0.9
     """Lowe's ratio test within a template: best match distance < ratio * second best"""
     neighbours: int = 8
     """library features looked up per frame feature (the ratio test's second best is sought among them)"""
@@ -56,6 +56,8 @@ class LocalizeConfig:
     """SIFT features kept per frame"""
     template_features: int = 800
     """SIFT features kept per template"""
+    frame_contrast: float = 0.02
+    """SIFT contrast threshold on frames (lower finds the faint edges of a half-transparent overlay)"""
     min_scale: float = 0.08
     """smallest plausible overlay scale (frame pixels per template pixel)"""
     max_scale: float = 8.0
@@ -97,9 +99,9 @@ class Template:
         return np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
 
 
-def upright_sift(gray: np.ndarray, max_features: int) -> tuple[np.ndarray, np.ndarray | None]:
+def upright_sift(gray: np.ndarray, max_features: int, contrast: float = 0.04) -> tuple[np.ndarray, np.ndarray | None]:
     """(keypoint positions [K, 2], descriptors [K, 128] float32) with every orientation fixed at 0."""
-    sift = cv2.SIFT_create(nfeatures=max_features)
+    sift = cv2.SIFT_create(nfeatures=max_features, contrastThreshold=contrast)
     unique = {}
     for k in sift.detect(gray, None):  # SIFT repeats a keypoint once per dominant orientation: keep one
         k.angle = 0.0
@@ -292,7 +294,7 @@ def match_frame(frame: np.ndarray, index: int, library: TemplateLibrary, pool: C
     gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
     if s < 1.0:
         gray = cv2.resize(gray, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
-    points, descriptors = upright_sift(gray, cfg.max_features)
+    points, descriptors = upright_sift(gray, cfg.max_features, cfg.frame_contrast)
     if descriptors is None:
         return
     k = min(cfg.neighbours, len(library.descriptors))
