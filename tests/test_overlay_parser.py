@@ -4,6 +4,7 @@ The floors are what a correct parser clears with margin and a real bug (sticks s
 order, templates ignored) does not: such bugs put stick R^2 near or below zero and button accuracy near the share of
 unpressed buttons (about 0.7 on these examples).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -50,8 +51,9 @@ def read_per_style(parser: OverlayParser, styles, clips, n_per_style: int, seed:
     for k, style in enumerate(styles):
         src = RenderedPairs([style], clips, seed=seed + k, num_streams=2, stream_len=120)
         ex = [src[i] for i in range(n_per_style)]
-        parsed = parser.parse(np.stack([e["prev"] for e in ex]), np.stack([e["cur"] for e in ex]),
-                              template_input(style))
+        parsed = parser.parse(
+            np.stack([e["prev"] for e in ex]), np.stack([e["cur"] for e in ex]), template_input(style)
+        )
         reads.append(dataclasses.asdict(parsed))
         truths.append({k2: np.stack([e[k2] for e in ex]) for k2 in ("buttons", "j_left", "j_right", "triggers")})
     cat = lambda ds: {k: np.concatenate([d[k] for d in ds]) for k in ds[0]}  # noqa: E731
@@ -85,7 +87,7 @@ def test_parse_shapes_ranges_and_batches_of_any_size():
     assert out.buttons.shape == (6, 17) and out.triggers.shape == (6, 2)
     assert out.j_left.shape == out.j_right.shape == (6, 2)
     assert all(a.dtype == np.float32 for a in dataclasses.astuple(out))
-    assert (0 <= out.buttons).all() and (out.buttons <= 1).all() and (np.abs(out.j_left) <= 1).all()
+    assert (out.buttons >= 0).all() and (out.buttons <= 1).all() and (np.abs(out.j_left) <= 1).all()
     # 6 frames ran as a full batch and a padded one: the padded rows must not change the real ones
     first = parser.parse(crops[4:], crops[::-1][4:], crops[0])
     np.testing.assert_allclose(first.j_right, out.j_right[4:], atol=1e-5)
@@ -123,11 +125,13 @@ def test_save_load_round_trip(tmp_path):
     parser.save(tmp_path / "p", note="test")
     loaded = OverlayParser.load(tmp_path / "p")
     assert loaded.config == TINY
-    jax.tree.map(np.testing.assert_array_equal, jax.device_get(parser.params), jax.device_get(loaded.params))
+    # stored as float16: exactly the rounded params come back, as float32
+    rounded = jax.tree.map(lambda a: np.asarray(a, np.float16).astype(np.float32), jax.device_get(parser.params))
+    jax.tree.map(np.testing.assert_array_equal, rounded, jax.device_get(loaded.params))
     crops = np.random.default_rng(1).integers(0, 256, (3, H, W, 3), dtype=np.uint8)
     a, b = parser.parse(crops, crops, crops[0]), loaded.parse(crops, crops, crops[0])
-    for x, y in zip(dataclasses.astuple(a), dataclasses.astuple(b)):
-        np.testing.assert_allclose(x, y, atol=1e-6)
+    for x, y in zip(dataclasses.astuple(a), dataclasses.astuple(b), strict=True):
+        np.testing.assert_allclose(x, y, atol=2e-2)
     with pytest.raises(FileNotFoundError, match="not an OverlayParser.save directory"):
         OverlayParser.load(tmp_path / "missing")
 
@@ -145,8 +149,16 @@ def test_shipped_weights_read_fresh_heldout_renders(heldout_clips):
 
 @pytest.mark.slow
 def test_short_training_beats_the_floor(heldout_clips):
-    args = TrainParserArgs(steps=60, batch_size=16, videos=0, background_frames=24, learning_rate=3e-3,
-                           warmup_steps=10, dims=TINY.dims, depths=TINY.depths)
+    args = TrainParserArgs(
+        steps=60,
+        batch_size=16,
+        videos=0,
+        background_frames=24,
+        learning_rate=3e-3,
+        warmup_steps=10,
+        dims=TINY.dims,
+        depths=TINY.depths,
+    )
     parser, _ = train_parser(args)
     read, truth = read_per_style(parser, TRAIN_STYLES[:2], heldout_clips, 32, seed=999)
     m = reading_metrics(read, truth)

@@ -7,15 +7,16 @@ network read "difference from neutral", which is what carries over to a style it
 Network (Flax Linen, like the rest of the model code): a hierarchical encoder of overlapping patch embeddings
 (strided convolutions) and transformer blocks with spatial-reduction attention and Mix-FFN (a depthwise 3x3 conv
 between the two dense layers instead of position embeddings); an all-MLP decoder that brings every stage to the
-first stage's resolution and fuses them. The fused map then gives, for each of the 21 overlay elements (17 buttons,
-2 sticks, 2 triggers), attention maps over the crop; each element's pooled features (and the pooled pixel position,
-so a stick head can compare where its cap is with where its ring is) go through a shared MLP into its own output:
-a logit per button, an 11x11 grid of logits per stick (position = expectation over the cell centres in [-1, 1]) and
-a value per trigger.
+first stage's resolution and fuses them, with an absolute position embedding (alike buttons differ only by where they
+sit). An MLP reads the flattened, narrowed fused map: a logit per button, an 11x11 grid of logits per stick
+(position = expectation over the cell centres in [-1, 1]) and a value per trigger. (Per-element attention pooling
+was tried first: it sat on a plateau for ~100 steps even on a single batch; the flat read-out learns at once.)
 """
+
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -28,18 +29,22 @@ import jax.numpy as jnp
 import numpy as np
 
 from nitrogen_jax.actions import STANDARD_BUTTONS
+from nitrogen_jax.data.overlay.styles import FAMILIES, canonical_size, element_boxes
 from nitrogen_jax.model import normalize_frames
 
 # Rectified crops are resized to this (height, width) before parsing: large enough that a stick cap's full deflection
 # spans several pixels at the smallest family layout, small enough for >= 60 frames/s on 2 CPU cores.
 PARSER_INPUT_HW: tuple[int, int] = (96, 160)
 STICK_GRID = 11  # cells per axis of a stick's position grid
+# The decoder's map (a quarter of the input per side), where training also asks "what differs from neutral here?".
+CHANGE_MAP_HW: tuple[int, int] = (PARSER_INPUT_HW[0] // 4, PARSER_INPUT_HW[1] // 4)
 NUM_BUTTONS = len(STANDARD_BUTTONS)
 NUM_STICKS = 2
 NUM_TRIGGERS = 2
 NUM_ELEMENTS = NUM_BUTTONS + NUM_STICKS + NUM_TRIGGERS
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 PARAMS_FILE, CONFIG_FILE = "parser_params.msgpack", "parser_config.json"
+STORED_DTYPE = np.float16
 
 
 def grid_centres(n: int = STICK_GRID) -> np.ndarray:
@@ -66,8 +71,9 @@ class ParserConfig:
     sr_ratios: tuple[int, ...] = (4, 2, 1)  # spatial reduction of keys/values per stage
     mlp_ratios: tuple[int, ...] = (4, 4, 2)
     decoder_dim: int = 48
-    pool_heads: int = 2  # attention maps per element
-    head_dim: int = 96  # the shared element MLP's width
+    roi_grid: int = 6  # each element's box is sampled on roi_grid x roi_grid points
+    roi_channels: int = 16  # channels of the fused map the ROIs sample
+    head_dim: int = 128  # the read-out MLP's width
     input_hw: tuple[int, int] = PARSER_INPUT_HW
 
     def __post_init__(self):
@@ -148,7 +154,7 @@ class DepthwiseConv3x3(nn.Module):
         bias = self.param("bias", nn.initializers.zeros, (x.shape[-1],))
         h, w = x.shape[1:3]
         xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-        return sum(xp[:, i:i + h, j:j + w] * kernel[i, j] for i in range(3) for j in range(3)) + bias
+        return sum(xp[:, i : i + h, j : j + w] * kernel[i, j] for i in range(3) for j in range(3)) + bias
 
 
 class MixFFN(nn.Module):
@@ -180,16 +186,20 @@ class EncoderBlock(nn.Module):
 
 class OverlayParserNet(nn.Module):
     """(prev, cur, template) uint8 [B, H, W, 3] -> {"buttons": [B, 17] logits, "sticks": [B, 2, G, G] logits,
-    "triggers": [B, 2] logits}."""
+    "triggers": [B, 2] logits, "changed": [B, H/4, W/4] logits of "this cell differs from the neutral render"
+    (a dense training signal only)}."""
 
     config: ParserConfig
 
     @nn.compact
-    def __call__(self, prev, cur, template):
+    def __call__(self, prev, cur, template, family=None):
+        """`family` (int [B], training only): place the ROIs by the true family instead of the predicted one, so
+        the read-out learns from the first step while the family head is still guessing."""
         c = self.config
         cur_f, prev_f, tmpl_f = normalize_frames(cur), normalize_frames(prev), normalize_frames(template)
-        x = jnp.concatenate([cur_f, prev_f, tmpl_f, cur_f - tmpl_f, coordinate_channels(cur.shape[0], *cur.shape[1:3])],
-                            axis=-1)
+        x = jnp.concatenate(
+            [cur_f, prev_f, tmpl_f, cur_f - tmpl_f, coordinate_channels(cur.shape[0], *cur.shape[1:3])], axis=-1
+        )
 
         features = []
         for i, dim in enumerate(c.dims):
@@ -202,30 +212,41 @@ class OverlayParserNet(nn.Module):
 
         # All-MLP decoder: every stage to decoder_dim, up to the first stage's resolution, concatenated and fused.
         b, h, w, _ = features[0].shape
-        ups = [jax.image.resize(nn.Dense(c.decoder_dim, name=f"decoder_proj_{i}")(f), (b, h, w, c.decoder_dim),
-                                "bilinear") for i, f in enumerate(features)]
+        ups = [
+            jax.image.resize(nn.Dense(c.decoder_dim, name=f"decoder_proj_{i}")(f), (b, h, w, c.decoder_dim), "bilinear")
+            for i, f in enumerate(features)
+        ]
         fused = nn.Dense(c.decoder_dim, name="decoder_fuse")(jnp.concatenate(ups, axis=-1))
         # Buttons that look alike (four face circles) differ only by where they sit in the template frame: give the
         # decoder absolute position (the encoder's only position signal is conv padding).
         fused = fused + nn.Dense(c.decoder_dim, name="decoder_position")(fourier_positions(h, w))
         fused = nn.gelu(nn.LayerNorm(name="decoder_norm")(fused))
 
-        # Per-element attention pooling over the fused map, of features and of pixel positions.
-        attn = nn.Dense(NUM_ELEMENTS * c.pool_heads, name="element_attention")(fused).reshape(b, h * w, -1)
-        attn = jax.nn.softmax(attn, axis=1)  # over positions
-        values = jnp.concatenate([fused, coordinate_channels(b, h, w)], -1).reshape(b, h * w, -1)
-        pooled = jnp.einsum("bpk,bpd->bkd", attn, values).reshape(b, NUM_ELEMENTS, -1)
+        # Which family (from the whole input, template included): picks where each element sits.
         context = nn.Dense(c.head_dim, name="context")(features[-1].mean(axis=(1, 2)))
-        element_embed = self.param("element_embed", nn.initializers.normal(0.02), (NUM_ELEMENTS, c.head_dim))
-        hidden = nn.gelu(nn.Dense(c.head_dim, name="element_in")(pooled) + element_embed + context[:, None])
-        hidden = nn.gelu(nn.Dense(c.head_dim, name="element_mlp")(nn.LayerNorm(name="element_norm")(hidden)))
+        family_logits = nn.Dense(len(FAMILIES), name="family_head")(nn.gelu(context))
+        family_p = jax.nn.softmax(family_logits) if family is None else jax.nn.one_hot(family, len(FAMILIES))
 
+        # ROI read-out: each element's box in every family's layout, sampled on an R x R grid of the (narrowed)
+        # fused map, mixed by the family probabilities; a shared MLP (plus an element embedding) reads each ROI.
+        narrow = nn.Dense(c.roi_channels, name="roi_proj")(fused).reshape(b, h * w, c.roi_channels)
+        idx, wts = roi_sampling(c.roi_grid, (h, w))  # [F, K*R*R, 4]
+        rois = jnp.einsum("bfrjd,frj,bf->brd", narrow[:, idx], jnp.asarray(wts), family_p)
+        rois = rois.reshape(b, NUM_ELEMENTS, -1)
+        embed = self.param("element_embed", nn.initializers.normal(0.02), (NUM_ELEMENTS, c.head_dim))
+        hidden = (
+            nn.Dense(c.head_dim, name="roi_in")(rois) + embed + nn.Dense(c.head_dim, name="roi_ctx")(context)[:, None]
+        )
+        hidden = nn.gelu(nn.LayerNorm(name="roi_norm")(nn.gelu(hidden)))
+        hidden = nn.gelu(nn.Dense(c.head_dim, name="roi_mlp")(hidden))
         btn, stk, trg = jnp.split(hidden, [NUM_BUTTONS, NUM_BUTTONS + NUM_STICKS], axis=1)
-        g2 = STICK_GRID * STICK_GRID
         return {
+            "changed": nn.Dense(1, name="change_head")(fused)[..., 0],
+            "family": family_logits,
             "buttons": ElementwiseDense(NUM_BUTTONS, 1, name="button_head")(btn)[..., 0],
-            "sticks": ElementwiseDense(NUM_STICKS, g2, name="stick_head")(stk).reshape(b, NUM_STICKS, STICK_GRID,
-                                                                                        STICK_GRID),
+            "sticks": ElementwiseDense(NUM_STICKS, STICK_GRID**2, name="stick_head")(stk).reshape(
+                b, NUM_STICKS, STICK_GRID, STICK_GRID
+            ),
             "triggers": ElementwiseDense(NUM_TRIGGERS, 1, name="trigger_head")(trg)[..., 0],
         }
 
@@ -238,10 +259,43 @@ class ElementwiseDense(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        kernel = self.param("kernel", nn.initializers.lecun_normal(batch_axis=(0,)), (self.count, x.shape[-1],
-                                                                                       self.features))
+        init = nn.initializers.lecun_normal(batch_axis=(0,))
+        kernel = self.param("kernel", init, (self.count, x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.count, self.features))
         return jnp.einsum("bkd,kdo->bko", x, kernel) + bias
+
+
+def element_names() -> tuple[str, ...]:
+    """The read-out's elements in output order: the 17 buttons, the two sticks, the two triggers."""
+    return (*STANDARD_BUTTONS, "j_left", "j_right", "left_trigger", "right_trigger")
+
+
+@functools.cache
+def roi_sampling(grid: int, map_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Bilinear sampling of every element's box on a grid x grid lattice, per family: (indices int32 [F, K*g*g, 4]
+    into the flattened map, weights float32 [F, K*g*g, 4]). Boxes come from the family's layout (`element_boxes`),
+    so the read-out looks where the renderer draws, whatever the style."""
+    h, w = map_hw
+    idx = np.zeros((len(FAMILIES), NUM_ELEMENTS * grid * grid, 4), np.int32)
+    wts = np.zeros(idx.shape, np.float32)
+    t = (np.arange(grid) + 0.5) / grid
+    for f, family in enumerate(FAMILIES):
+        cw, ch = canonical_size(family)
+        boxes = element_boxes(family)
+        for k, name in enumerate(element_names()):
+            bx, by, bw, bh = boxes[name]
+            gy, gx = np.meshgrid(by + t * bh, bx + t * bw, indexing="ij")
+            u, v = (gx / cw * w - 0.5).ravel(), (gy / ch * h - 0.5).ravel()  # map pixel-centre coordinates
+            u0, v0 = np.floor(u), np.floor(v)
+            fu, fv = u - u0, v - v0
+            sl = slice(k * grid * grid, (k + 1) * grid * grid)
+            for j, (du, dv, wt) in enumerate(
+                ((0, 0, (1 - fu) * (1 - fv)), (1, 0, fu * (1 - fv)), (0, 1, (1 - fu) * fv), (1, 1, fu * fv))
+            ):
+                uu, vv = np.clip(u0 + du, 0, w - 1), np.clip(v0 + dv, 0, h - 1)
+                idx[f, sl, j] = (vv * w + uu).astype(np.int32)
+                wts[f, sl, j] = wt
+    return idx, wts
 
 
 def decode_outputs(out: dict) -> dict:
@@ -297,15 +351,17 @@ class OverlayParser:
             if not (path / f).is_file():
                 raise FileNotFoundError(f"{path / f} not found: not an OverlayParser.save directory")
         config = ParserConfig.from_dict(json.loads((path / CONFIG_FILE).read_text())["config"])
-        target = jax.tree.map(np.asarray, abstract_parser_params(config))
+        target = jax.tree.map(lambda a: np.zeros(a.shape, STORED_DTYPE), abstract_parser_params(config))
         params = flax.serialization.from_bytes(target, (path / PARAMS_FILE).read_bytes())
-        return cls(config, jax.tree.map(jnp.asarray, params))
+        return cls(config, jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), params))
 
     def save(self, path: str | Path, **extra: Any) -> None:
-        """msgpack params + JSON config (and any `extra` facts, e.g. the training command) in `path`."""
+        """msgpack params (stored as float16: half the size, readings unchanged to ~1e-3) + JSON config (and any
+        `extra` facts, e.g. the training command) in `path`."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        (path / PARAMS_FILE).write_bytes(flax.serialization.to_bytes(jax.device_get(self.params)))
+        stored = jax.tree.map(lambda a: np.asarray(a, STORED_DTYPE), jax.device_get(self.params))
+        (path / PARAMS_FILE).write_bytes(flax.serialization.to_bytes(stored))
         (path / CONFIG_FILE).write_text(json.dumps({"config": self.config.to_dict(), **extra}, indent=2) + "\n")
 
     def parse(self, prev: np.ndarray, cur: np.ndarray, template: np.ndarray) -> ParsedPads:
@@ -318,15 +374,18 @@ class OverlayParser:
         tmpl = np.broadcast_to(template, (bs, *template.shape))
         parts = []
         for start in range(0, n, bs):
-            a, b = prev[start:start + bs], cur[start:start + bs]
+            a, b = prev[start : start + bs], cur[start : start + bs]
             pad = bs - a.shape[0]
             if pad:  # keep one batch shape, so the last partial batch does not compile again
                 a, b = (np.concatenate([v, np.repeat(v[-1:], pad, 0)]) for v in (a, b))
             out = jax.device_get(self._apply(self.params, a, b, tmpl))
             parts.append({k: v[: bs - pad] for k, v in out.items()})
-        cat = {k: np.concatenate([p[k] for p in parts]).astype(np.float32) if parts else
-               np.zeros((0, NUM_BUTTONS if k == "buttons" else 2), np.float32)
-               for k in ("buttons", "j_left", "j_right", "triggers")}
+        cat = {
+            k: np.concatenate([p[k] for p in parts]).astype(np.float32)
+            if parts
+            else np.zeros((0, NUM_BUTTONS if k == "buttons" else 2), np.float32)
+            for k in ("buttons", "j_left", "j_right", "triggers")
+        }
         return ParsedPads(**cat)
 
 
@@ -356,8 +415,6 @@ def rectify(frame: np.ndarray, affine_template_to_frame: np.ndarray, family: str
     """Warp a video frame (RGB uint8 [H, W, 3]) into the template frame of `family` (canonical_size), then resize
     to PARSER_INPUT_HW. Warping at the template's own size first and area-resizing after keeps the result free of
     aliasing whatever the overlay's scale on screen."""
-    from nitrogen_jax.data.overlay.styles import canonical_size
-
     affine = np.asarray(affine_template_to_frame, np.float64)
     if affine.shape != (2, 3) or not np.isfinite(affine).all():
         raise ValueError(f"affine_template_to_frame must be a finite 2x3 matrix, got {affine.shape}")
@@ -365,6 +422,7 @@ def rectify(frame: np.ndarray, affine_template_to_frame: np.ndarray, family: str
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         raise ValueError(f"frame must be uint8 [H, W, 3] RGB, got {frame.dtype} {frame.shape}")
     width, height = canonical_size(family)
-    warped = cv2.warpAffine(frame, affine, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                            borderMode=cv2.BORDER_REPLICATE)
+    warped = cv2.warpAffine(
+        frame, affine, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
+    )
     return resize_to_input(warped)

@@ -12,20 +12,20 @@ temporal pairs) and half drawn independently per element (every combination of p
 square), so rare combinations are not rare in training. A share of examples can come from real compressed videos
 written by `make_overlay_video` (`VideoCrops`), so the parser also sees true codec artefacts.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import functools
 from collections.abc import Sequence
-from pathlib import Path
 
 import cv2
 import grain
 import numpy as np
 
-from nitrogen_jax.data.overlay.parser import NUM_BUTTONS, rectify, resize_to_input
+from nitrogen_jax.data.overlay.parser import CHANGE_MAP_HW, NUM_BUTTONS, rectify, resize_to_input
 from nitrogen_jax.data.overlay.render import PadState, composite, neutral_template, render_premultiplied
-from nitrogen_jax.data.overlay.styles import STYLES, canonical_size
+from nitrogen_jax.data.overlay.styles import FAMILIES, STYLES, canonical_size
 from nitrogen_jax.data.overlay.synth import gameplay_frames, random_pad_stream
 
 TRIGGER_BUTTON_INDEX = (9, 13)  # left_trigger, right_trigger in STANDARD_BUTTONS
@@ -100,6 +100,24 @@ def gameplay_clips(games: Sequence[str], frames: int, seed: int, fps: float = 15
     return [np.stack(list(gameplay_frames(g, random_pad_stream(frames, fps, rng), fps, seed))) for g in games]
 
 
+def family_index(style_name: str) -> np.ndarray:
+    return np.int32(FAMILIES.index(STYLES[style_name].family))
+
+
+@functools.cache
+def _neutral_premultiplied(style_name: str) -> np.ndarray:
+    return render_premultiplied(STYLES[style_name], None)
+
+
+def change_map(style_name: str, premultiplied: np.ndarray) -> np.ndarray:
+    """float32 CHANGE_MAP_HW: the share of each cell of the template frame where this render differs from the neutral
+    one (a press, a displaced cap, a trigger fill): a dense target that teaches the encoder what to look at long
+    before 17 labels per example would."""
+    diff = np.abs(premultiplied.astype(np.int16) - _neutral_premultiplied(style_name)).max(-1) > 32
+    h, w = CHANGE_MAP_HW
+    return cv2.resize(diff.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
+
+
 def background_patch(frame: np.ndarray, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     """A random region of a gameplay frame shown at a random zoom (games fill screens of any size), as (w, h); now
     and then the flat border colour a 4:3 game leaves beside it."""
@@ -110,11 +128,17 @@ def background_patch(frame: np.ndarray, size: tuple[int, int], rng: np.random.Ge
     fh, fw = frame.shape[:2]
     cw, ch = min(fw, max(4, int(w / zoom))), min(fh, max(4, int(h / zoom)))
     x, y = rng.integers(0, fw - cw + 1), rng.integers(0, fh - ch + 1)
-    return cv2.resize(frame[y:y + ch, x:x + cw], (w, h), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(frame[y : y + ch, x : x + cw], (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def render_example(style_name: str, prev: PadState, cur: PadState, backgrounds: tuple[np.ndarray, np.ndarray],
-                   rng: np.random.Generator, deg: Degradation = Degradation()) -> dict[str, np.ndarray]:
+def render_example(
+    style_name: str,
+    prev: PadState,
+    cur: PadState,
+    backgrounds: tuple[np.ndarray, np.ndarray],
+    rng: np.random.Generator,
+    deg: Degradation = Degradation(),
+) -> dict[str, np.ndarray]:
     """One parser example from two pad states over two consecutive background frames."""
     style = STYLES[style_name]
     w, h = canonical_size(style.family)
@@ -124,30 +148,48 @@ def render_example(style_name: str, prev: PadState, cur: PadState, backgrounds: 
     x, y = margin + rng.uniform(-1, 1), margin + rng.uniform(-1, 1)
     quality = int(rng.integers(deg.jpeg_quality[0], deg.jpeg_quality[1] + 1))
     zoom_state = rng.bit_generator.state  # the same background region for both frames
-    crops, affine = [], None
-    for state, bg in zip((prev, cur), backgrounds):
+    crops, affine, overlay = [], None, None
+    for state, bg in zip((prev, cur), backgrounds, strict=True):
         rng.bit_generator.state = zoom_state
         patch = background_patch(bg, size, rng)
-        frame, affine = composite(patch, render_premultiplied(style, state), x=x, y=y, scale=scale, opacity=opacity,
-                                  premultiplied=True)
+        overlay = render_premultiplied(style, state)
+        frame, affine = composite(patch, overlay, x=x, y=y, scale=scale, opacity=opacity, premultiplied=True)
         crops.append(jpeg(frame, quality))
     wrong = perturb_affine(affine, style.family, deg, rng)
     prev_crop, cur_crop = (rectify(c, wrong, style.family) for c in crops)
-    return {"prev": prev_crop, "cur": cur_crop, "template": template_input(style_name), **truth_arrays(cur)}
+    return {
+        "prev": prev_crop,
+        "cur": cur_crop,
+        "template": template_input(style_name),
+        **truth_arrays(cur),
+        "changed": change_map(style_name, overlay),
+        "family": family_index(style_name),
+    }
 
 
 def truth_arrays(state: PadState) -> dict[str, np.ndarray]:
-    return {"buttons": state.buttons.astype(np.float32), "j_left": state.j_left, "j_right": state.j_right,
-            "triggers": state.triggers}
+    return {
+        "buttons": state.buttons.astype(np.float32),
+        "j_left": state.j_left,
+        "j_right": state.j_right,
+        "triggers": state.triggers,
+    }
 
 
 class RenderedPairs:
     """Random-access parser examples: example i is a pure function of (seed, i), so a Grain MapDataset over it is
     reproducible and resumable. Backgrounds are gameplay clips, uint8 [T >= 2, H, W, 3] each (`gameplay_clips`)."""
 
-    def __init__(self, styles: Sequence[str], backgrounds: Sequence[np.ndarray], seed: int,
-                 deg: Degradation = Degradation(),
-                 stream_share: float = 0.5, num_streams: int = 16, stream_len: int = 600):
+    def __init__(
+        self,
+        styles: Sequence[str],
+        backgrounds: Sequence[np.ndarray],
+        seed: int,
+        deg: Degradation = Degradation(),
+        stream_share: float = 0.5,
+        num_streams: int = 16,
+        stream_len: int = 600,
+    ):
         unknown = [s for s in styles if s not in STYLES]
         if unknown:
             raise ValueError(f"unknown overlay styles {unknown}; known: {sorted(STYLES)}")
@@ -157,8 +199,7 @@ class RenderedPairs:
         self.styles, self.backgrounds, self.seed, self.deg = tuple(styles), backgrounds, seed, deg
         self.stream_share = stream_share
         rng = np.random.default_rng([seed, 1])
-        self.streams = [random_pad_stream(stream_len, float(rng.choice([30.0, 60.0])), rng)
-                        for _ in range(num_streams)]
+        self.streams = [random_pad_stream(stream_len, float(rng.choice([30.0, 60.0])), rng) for _ in range(num_streams)]
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng([self.seed, 2, index])
@@ -210,15 +251,25 @@ class VideoCrops:
                 self.prev.append(crops[t - 1])
                 self.cur.append(crops[t])
                 self.templates.append(v.style)
-                self.truth.append(truth_arrays(v.truth[t]))
+                self.truth.append(
+                    truth_arrays(v.truth[t])
+                    | {
+                        "changed": change_map(v.style, render_premultiplied(STYLES[v.style], v.truth[t])),
+                        "family": family_index(v.style),
+                    }
+                )
 
     def __len__(self) -> int:
         return len(self.cur)
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         i = index % len(self.cur)
-        return {"prev": self.prev[i], "cur": self.cur[i], "template": template_input(self.templates[i]),
-                **self.truth[i]}
+        return {
+            "prev": self.prev[i],
+            "cur": self.cur[i],
+            "template": template_input(self.templates[i]),
+            **self.truth[i],
+        }
 
 
 class Mixture:

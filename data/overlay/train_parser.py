@@ -8,6 +8,7 @@ Measured at the end, on fixed example sets drawn with their own seed: TRAIN_STYL
 ("held-out renders") and HELDOUT_STYLES over HELDOUT_GAMES ("held-out styles", the network given only their
 template).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -51,13 +52,14 @@ from nitrogen_jax.train.step import ema_decay_at
 EVAL_SEED = 10_000  # evaluation sets are drawn from their own seed, never from the training stream
 INPUT_KEYS = ("prev", "cur", "template")
 STICK_EXPECTATION_WEIGHT = 10.0  # MSE on the expected position, beside the grid cross-entropy
+CHANGE_WEIGHT = 5.0  # the dense "differs from neutral" map: the signal that gets the encoder going
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainParserArgs:
     out: Path = WEIGHTS_DIR
     """Where the trained parser is saved (OverlayParser.save directory)."""
-    steps: int = 2000
+    steps: int = 900
     """Optimiser updates."""
     batch_size: int = 32
     """Examples per update."""
@@ -101,7 +103,7 @@ def stick_grid_target(xy: jax.Array, g: int = STICK_GRID) -> jax.Array:
 
 
 def parser_loss(params, net: OverlayParserNet, batch: dict) -> tuple[jax.Array, dict]:
-    out = net.apply({"params": params}, *(batch[k] for k in INPUT_KEYS))
+    out = net.apply({"params": params}, *(batch[k] for k in INPUT_KEYS), family=batch["family"])
     button = optax.sigmoid_binary_cross_entropy(out["buttons"], batch["buttons"]).mean()
     trigger = optax.sigmoid_binary_cross_entropy(out["triggers"], batch["triggers"]).mean()
     sticks = jnp.stack([batch["j_left"], batch["j_right"]], 1)  # [B, 2, 2]
@@ -109,8 +111,17 @@ def parser_loss(params, net: OverlayParserNet, batch: dict) -> tuple[jax.Array, 
     grid = optax.softmax_cross_entropy(logits, stick_grid_target(sticks).reshape(logits.shape)).mean()
     read = decode_outputs(out)
     expectation = jnp.mean((jnp.stack([read["j_left"], read["j_right"]], 1) - sticks) ** 2)
-    loss = button + trigger + grid + STICK_EXPECTATION_WEIGHT * expectation
-    return loss, {"loss": loss, "button_bce": button, "stick_ce": grid, "stick_mse": expectation}
+    changed = optax.sigmoid_binary_cross_entropy(out["changed"], batch["changed"]).mean()
+    family = optax.softmax_cross_entropy_with_integer_labels(out["family"], batch["family"]).mean()
+    loss = button + trigger + grid + STICK_EXPECTATION_WEIGHT * expectation + CHANGE_WEIGHT * changed + family
+    return loss, {
+        "loss": loss,
+        "button_bce": button,
+        "stick_ce": grid,
+        "stick_mse": expectation,
+        "change": changed,
+        "family_ce": family,
+    }
 
 
 def make_parser_train_step(net: OverlayParserNet, tx: optax.GradientTransformation, ema_decay: float):
@@ -132,8 +143,10 @@ def read_examples(parser: OverlayParser, examples: dict, batch_size: int = 64) -
     """The parser's readings of stacked examples that may mix styles (one template per example)."""
     apply = jax.jit(lambda p, a, b, t: decode_outputs(parser.net.apply({"params": p}, a, b, t)))
     n = len(examples["cur"])
-    parts = [jax.device_get(apply(parser.params, *(examples[k][i:i + batch_size] for k in INPUT_KEYS)))
-             for i in range(0, n, batch_size)]
+    parts = [
+        jax.device_get(apply(parser.params, *(examples[k][i : i + batch_size] for k in INPUT_KEYS)))
+        for i in range(0, n, batch_size)
+    ]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -165,10 +178,17 @@ def training_videos(count: int, folder: Path, seed: int) -> list:
     rng = np.random.default_rng([seed, 6])
     videos = []
     for i in tqdm(range(count), desc="training videos", leave=False):
-        videos.append(make_overlay_video(
-            folder / f"train_{i}.mp4", game=str(rng.choice(TRAIN_GAMES)), style=str(rng.choice(TRAIN_STYLES)),
-            seed=seed * 1000 + i, fps=float(rng.choice([30, 60])), seconds=2.0,
-            bitrate_kbps=int(rng.choice([500, 1000, 2000]))))
+        videos.append(
+            make_overlay_video(
+                folder / f"train_{i}.mp4",
+                game=str(rng.choice(TRAIN_GAMES)),
+                style=str(rng.choice(TRAIN_STYLES)),
+                seed=seed * 1000 + i,
+                fps=float(rng.choice([30, 60])),
+                seconds=2.0,
+                bitrate_kbps=int(rng.choice([500, 1000, 2000])),
+            )
+        )
     return videos
 
 
@@ -177,13 +197,24 @@ def train_parser(args: TrainParserArgs, eval_sets: dict | None = None) -> tuple[
     measured when eval_sets is empty)."""
     config = ParserConfig(dims=args.dims, depths=args.depths)
     net = OverlayParserNet(config)
-    opt_cfg = TrainConfig(learning_rate=args.learning_rate, weight_decay=args.weight_decay,
-                          warmup_steps=args.warmup_steps, num_steps=args.steps, batch_size=args.batch_size,
-                          seed=args.seed, ema_decay=0.998)
+    opt_cfg = TrainConfig(
+        learning_rate=args.learning_rate,
+        weight_decay=args.weight_decay,
+        warmup_steps=args.warmup_steps,
+        num_steps=args.steps,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        ema_decay=0.998,
+    )
     params = init_parser_params(config, jax.random.key(args.seed))
     tx = make_optimizer(opt_cfg, jax.tree.map(lambda _: True, params))
-    state = TrainState(jnp.zeros((), jnp.int32), params, jax.tree.map(jnp.copy, params), tx.init(params),
-                       jax.random.key_data(jax.random.key(args.seed)))
+    state = TrainState(
+        jnp.zeros((), jnp.int32),
+        params,
+        jax.tree.map(jnp.copy, params),
+        tx.init(params),
+        jax.random.key_data(jax.random.key(args.seed)),
+    )
     step = make_parser_train_step(net, tx, opt_cfg.ema_decay)
 
     rendered = RenderedPairs(TRAIN_STYLES, gameplay_clips(TRAIN_GAMES, args.background_frames, args.seed), args.seed)
@@ -204,8 +235,10 @@ def train_parser(args: TrainParserArgs, eval_sets: dict | None = None) -> tuple[
 
 def format_metrics(results: dict[str, dict[str, float]]) -> str:
     lines = ["| set | button accuracy | stick R^2 | trigger MAE |", "|---|---|---|---|"]
-    lines += [f"| {name} | {m['button_accuracy']:.4f} | {m['stick_r2']:.4f} | {m['trigger_mae']:.4f} |"
-              for name, m in results.items()]
+    lines += [
+        f"| {name} | {m['button_accuracy']:.4f} | {m['stick_r2']:.4f} | {m['trigger_mae']:.4f} |"
+        for name, m in results.items()
+    ]
     return "\n".join(lines)
 
 
@@ -215,8 +248,13 @@ def run(args: TrainParserArgs, argv: Sequence[str] | None = None) -> int:
     parser, results = train_parser(args, eval_sets)
     minutes = (time.time() - start) / 60
     command = shlex.join(argv if argv is not None else sys.argv)
-    parser.save(args.out, train_args={k: str(v) for k, v in dataclasses.asdict(args).items()}, command=command,
-                heldout_metrics=results, train_minutes=round(minutes, 1))
+    parser.save(
+        args.out,
+        train_args={k: str(v) for k, v in dataclasses.asdict(args).items()},
+        command=command,
+        heldout_metrics=results,
+        train_minutes=round(minutes, 1),
+    )
     print(format_metrics(results))
     print(f"saved {args.out} after {args.steps} steps in {minutes:.1f} min")
     return 0
