@@ -215,12 +215,14 @@ def write_chunks(
     bbox_controller_overlay=None,
     bbox_others=(),
     resolution: tuple[int, int] | None = None,
+    first_chunk: int = 0,
 ) -> list[Path]:
     """Write a labelled recording as `<out_dir>/<video_id>/<video_id>_chunk_NNNN/` chunks; returns the chunk dirs.
 
     gamepad: one state per label row at `fps` (the public data uses 60). video_fps: the frame rate of the video the
     labels belong to (default `fps`); start_frame: the video frame of the first row. bbox_game_area defaults to the
-    whole frame; resolution (height, width) is recorded when given.
+    whole frame; resolution (height, width) is recorded when given. first_chunk: the number of the first chunk
+    folder, so a recording with gaps (rows dropped in between) can be written segment by segment.
     """
     if not video_id or "/" in video_id:
         raise ValueError(f"video_id must be a non-empty name without '/', got {video_id!r}")
@@ -247,7 +249,7 @@ def write_chunks(
             video_fps=video_fps,
             extra=extra,
         )
-        chunk_dir = Path(out_dir) / video_id / f"{video_id}_chunk_{k:04d}"
+        chunk_dir = Path(out_dir) / video_id / f"{video_id}_chunk_{first_chunk + k:04d}"
         chunk_dir.mkdir(parents=True, exist_ok=True)
         _write_parquet(
             chunk_dir / LABELS_FILE, Gamepad(gamepad.buttons[lo:hi], gamepad.j_left[lo:hi], gamepad.j_right[lo:hi])
