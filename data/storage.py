@@ -12,10 +12,7 @@ import os
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from apache_beam.io.filesystem import CompressionTypes  # noqa: E402
-from apache_beam.io.filesystems import FileSystems  # noqa: E402
-
-from nitrogen_jax.data.beam import beam  # noqa: F401  (Beam imported quietly before its filesystems)
+from nitrogen_jax.data.beam import CompressionTypes, FileSystems
 
 RAW = CompressionTypes.UNCOMPRESSED  # never let Beam guess a codec from the name: tarfile reads .tar.gz itself
 

@@ -40,6 +40,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "AblateChunkArgs",
         "train one policy per chunk length and compare them (table + plot)",
     ),
+    "extract": (
+        "nitrogen_jax.data.overlay.extract",
+        "ExtractArgs",
+        "read controller inputs off overlay videos into labels in the public layout",
+    ),
     "overlay-synth": (
         "nitrogen_jax.data.overlay.synth",
         "MakeOverlayVideosArgs",

@@ -23,12 +23,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import apache_beam as beam
 import cv2
 import numpy as np
-from apache_beam.options.pipeline_options import PipelineOptions
+import tyro
 from tqdm import tqdm
 
+from nitrogen_jax.data.beam import PipelineOptions, beam
 from nitrogen_jax.data.overlay.clean import CleanConfig, CleanedLabels, clean_parsed, write_labels
 from nitrogen_jax.data.overlay.localize import (
     LocalizeConfig,
@@ -49,7 +49,7 @@ REPORT_FILE = "extract_report.json"
 class ExtractArgs:
     """Read controller inputs off videos with an input overlay, into labels in the public dataset layout."""
 
-    video_or_dir: str = ""
+    video_or_dir: tyro.conf.Positional[str] = ""
     """a video file, or a folder of videos (.mp4 .mkv .webm .avi .mov; each one a work item of a Beam pipeline)"""
     out: str = "labels"
     """output folder for <video_id>/<video_id>_chunk_NNNN/ label chunks and extract_report.json"""
@@ -73,8 +73,8 @@ class ExtractArgs:
     """drop 30 s windows with fewer active label rows than this fraction (0 keeps everything)"""
     progress: bool = True
     """show tqdm progress bars"""
-    beam_args: tuple[str, ...] = ()
-    """Beam pipeline options for folders (e.g. --runner=DataflowRunner ...); default: the local DirectRunner"""
+    beam_args: tyro.conf.Positional[tuple[str, ...]] = ()
+    """Beam pipeline options for folders, after `--` (e.g. -- --runner=DataflowRunner ...); default: DirectRunner"""
 
 
 def list_videos(root: str | Path) -> list[Path]:
@@ -413,9 +413,3 @@ def run(args: ExtractArgs, parser: Any = None) -> int:
         f"{Path(args.out) / REPORT_FILE}"
     )
     return 0 if report.counts.get("videos_extracted", 0) else 1
-
-
-if __name__ == "__main__":
-    import tyro
-
-    raise SystemExit(run(tyro.cli(ExtractArgs)))
