@@ -136,6 +136,7 @@ def game_area(frames: list[np.ndarray], tolerance: int = 12, share: float = 0.85
 
 def placed_width(result: LocalizeResult) -> float:
     """Width of the overlay in video pixels (unclipped)."""
+    assert result.affine is not None and result.template is not None, "placed_width needs a found overlay"
     return float(np.hypot(*result.affine[:, 0])) * result.template.size[0]
 
 
@@ -199,6 +200,7 @@ class VideoExtractor:
         t_localize = time.perf_counter() - t0
         if not found.found:
             return skip("no_overlay", f"{path}: {found.reason}", found)
+        assert found.template is not None  # localize sets it when found
         if placed_width(found) < self.args.min_overlay_px:
             return skip(
                 "overlay_too_small",
@@ -247,6 +249,7 @@ class VideoExtractor:
         result = self.extract(path, report)
         s = result.summary
         if result.labels is not None:
+            assert result.found is not None and result.found.bbox is not None  # labels only come from a found overlay
             dirs = write_labels(
                 self.args.out,
                 s["video_id"],
@@ -266,6 +269,7 @@ class VideoExtractor:
         """Every frame rectified and parsed, two consecutive crops at a time; outputs per frame."""
         from nitrogen_jax.data.overlay.parser import rectify
 
+        assert found.template is not None and found.affine is not None  # only found overlays are parsed
         family, affine, bs = found.template.family, found.affine, self.args.batch_size
         template = rectify(found.template.image, np.array([[1.0, 0, 0], [0, 1.0, 0]]), family)
         outputs: dict[str, list[np.ndarray]] = {"buttons": [], "j_left": [], "j_right": [], "triggers": []}
@@ -345,7 +349,8 @@ class ExtractVideo(beam.DoFn):
     """The Beam work item: one video in, (summary, Report) out; the extractor is built once per worker."""
 
     def __init__(self, args: ExtractArgs):
-        self.args, self.extractor = args, None
+        self.args = args
+        self.extractor: VideoExtractor | None = None  # built in setup(), once per worker
 
     def setup(self) -> None:
         self.extractor = VideoExtractor(self.args)
@@ -353,6 +358,7 @@ class ExtractVideo(beam.DoFn):
     def process(self, path: str):
         report = Report()
         report.count("videos")
+        assert self.extractor is not None, "setup() builds the extractor before process()"
         yield self.extractor(path, report), report
 
 

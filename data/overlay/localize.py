@@ -101,8 +101,8 @@ class Template:
 
 def upright_sift(gray: np.ndarray, max_features: int, contrast: float = 0.04) -> tuple[np.ndarray, np.ndarray | None]:
     """(keypoint positions [K, 2], descriptors [K, 128] float32) with every orientation fixed at 0."""
-    sift = cv2.SIFT_create(nfeatures=max_features, contrastThreshold=contrast)
-    unique = {}
+    sift = cv2.SIFT.create(nfeatures=max_features, contrastThreshold=contrast)  # the class form of cv2.SIFT_create
+    unique: dict[tuple[float, float, float], cv2.KeyPoint] = {}
     for k in sift.detect(gray, None):  # SIFT repeats a keypoint once per dominant orientation: keep one
         k.angle = 0.0
         unique.setdefault((round(k.pt[0], 1), round(k.pt[1], 1), round(k.size, 1)), k)
@@ -263,6 +263,7 @@ class LocalizeResult:
             "candidates": list(self.candidates),
         }
         if self.found:
+            assert self.template is not None and self.affine is not None and self.bbox is not None  # set when found
             out.update(
                 template=self.template.name,
                 family=self.family,
@@ -416,7 +417,8 @@ def closest_look(frame: np.ndarray, affine: np.ndarray, templates: list[Template
 
 def spread_order(n: int) -> list[int]:
     """0..n-1 in an order that covers the range evenly early on (0, n/2, n/4, 3n/4, ...)."""
-    order, step = [], n
+    order: list[int] = []
+    step = n
     while len(order) < n and step >= 1:
         order += [i for i in range(0, n, step) if i not in order]
         step //= 2
@@ -442,7 +444,6 @@ def localize(frames: list[np.ndarray], library: TemplateLibrary) -> LocalizeResu
             if fits and fits[0].distinct >= cfg.decisive_inliers and len(fits[0].frames) >= cfg.min_frames:
                 break
     candidates = tuple({"family": f.family, "inliers": f.distinct, "frames": len(f.frames)} for f in fits)
-    common = dict(frames_sampled=len(frames), frames_visited=visited, candidates=candidates)
     good = [f for f in fits if f.distinct >= cfg.min_inliers and len(f.frames) >= cfg.min_frames]
     if not good:
         if not fits:
@@ -453,7 +454,13 @@ def localize(frames: list[np.ndarray], library: TemplateLibrary) -> LocalizeResu
                 f"the best family ({best.family}) had {best.distinct} inliers from "
                 f"{len(best.frames)} frames; {cfg.min_inliers} inliers from {cfg.min_frames} frames needed"
             )
-        return LocalizeResult(False, f"no overlay found in {visited} searched frames: {why}", **common)
+        return LocalizeResult(
+            False,
+            f"no overlay found in {visited} searched frames: {why}",
+            frames_sampled=len(frames),
+            frames_visited=visited,
+            candidates=candidates,
+        )
     best = good[0]
     look = median if median is not None else frames[0]
     template = closest_look(look, best.affine, [library.templates[t] for t in library.family_templates(best.family)])
@@ -471,7 +478,9 @@ def localize(frames: list[np.ndarray], library: TemplateLibrary) -> LocalizeResu
         template,
         best.affine,
         bbox,
+        frames_sampled=len(frames),
+        frames_visited=visited,
         inliers=best.distinct,
         inliers_per_frame=tuple(best.frames.values()),
-        **common,
+        candidates=candidates,
     )
