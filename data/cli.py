@@ -24,12 +24,13 @@ class PreprocessArgs:
     `-- --runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp`.
     """
 
-    labels: tuple[Path, ...]
-    """Label roots: folders of <video_id>/<video_id>_chunk_NNNN, or the released tar shards."""
-    videos: Path
-    """A folder of <video_id>.<ext> files, or a JSON file {video_id: path}."""
-    out: Path
-    """Output folder for *.tfrecord, *.tfrecord.index and manifest.json."""
+    labels: tuple[str, ...]
+    """Label roots: folders of <video_id>/<video_id>_chunk_NNNN, or the released tar shards (local, gs://, s3://)."""
+    videos: str
+    """A folder of <video_id>.<ext> files, or a JSON file {video_id: path} (local, gs://, s3://)."""
+    out: str
+    """Output folder for *.tfrecord, *.tfrecord.index and manifest.json (local, gs://, s3://; strings, since a
+    Path would turn s3://b into s3:/b)."""
     preset: str | None = None
     """Take the layout, action horizon and action rate defaults from a model preset (the release: nitrogen-500m);
     explicit --layout / --action-horizon / --action-fps still win."""
@@ -59,7 +60,7 @@ class PreprocessArgs:
         print(json.dumps({k: m[k] for k in ("counts", "kept_fraction")}, indent=2))
         for s in m["skipped"]:
             print(f"skipped ({s['kind']}, {s['count']}): {s['input']}: {s['reason']}")
-        print(f"wrote {len(m['shards'])} shards and {self.out / 'manifest.json'}")
+        print(f"wrote {len(m['shards'])} shards and {self.out.rstrip('/')}/manifest.json")
         return 0
 
 

@@ -6,11 +6,13 @@
 
 `actions_raw.parquet` holds the 17 standard buttons as boolean columns (named as `STANDARD_BUTTONS`) and the sticks
 `j_left`, `j_right` as [x, y] lists in [-1, 1] (y positive downward). Released tar shards (`SHARD_NNNN.tar.gz`)
-hold the same tree and are read in place.
+hold the same tree and are read in place, in one streaming pass each (`read_tar_chunks`: one decompression,
+whatever the shard's size; a 1.5 GB shard is never listed first and re-opened per chunk).
 
 Boxes come in the two forms seen in released metadata: a dict `{xtl, ytl, xbr, ybr}` (corners) or a list
-`[x, y, w, h]`; values all in [0, 1] are fractions of the frame, otherwise pixels. `box_pixels` turns either into
-pixel corners once the frame size is known.
+`[x, y, w, h]`; values all in [0, 1] are fractions of the frame, otherwise pixels of the source video (whose size
+`original_video.resolution` [height, width] gives, when known). `frame_box` turns either into pixel corners of the
+local frame, scaled from the source resolution, and refuses a box that does not fit.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ import json
 import math
 import re
 import tarfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -61,6 +64,18 @@ class ChunkMetadata:
     label_fps: float = LABEL_FPS
     video_fps: float | None = None
     extra: dict = dataclasses.field(default_factory=dict, compare=False)
+
+    @property
+    def source_size(self) -> tuple[int, int] | None:
+        """(height, width) of the original video when the metadata gives it: `original_video.resolution`
+        [height, width], or `original_video.{height, width}`."""
+        original = self.extra.get("original_video") or {}
+        res = original.get("resolution")
+        if isinstance(res, (list, tuple)) and len(res) == 2:
+            return int(res[0]), int(res[1])
+        if original.get("height") and original.get("width"):
+            return int(original["height"]), int(original["width"])
+        return None
 
     def to_json(self) -> dict:
         original = dict(self.extra.get("original_video", {}))
@@ -134,13 +149,48 @@ def box_pixels(box, width: int, height: int) -> tuple[int, int, int, int] | None
     """A box in either metadata form -> pixel corners (x0, y0, x1, y1) clipped to the frame; None for no box."""
     if box is None or box == []:
         return None
-    if isinstance(box, dict):
-        x0, y0, x1, y1 = (float(box[k]) for k in ("xtl", "ytl", "xbr", "ybr"))
-    else:
-        x0, y0, w, h = (float(v) for v in box)
-        x1, y1 = x0 + w, y0 + h
+    x0, y0, x1, y1 = _corners(box)
     if max(abs(x0), abs(y0), abs(x1), abs(y1)) <= 1.0:
         x0, x1, y0, y1 = x0 * width, x1 * width, y0 * height, y1 * height
+    x0, x1 = (int(round(min(max(v, 0), width))) for v in (x0, x1))
+    y0, y1 = (int(round(min(max(v, 0), height))) for v in (y0, y1))
+    return x0, y0, x1, y1
+
+
+def _corners(box) -> tuple[float, float, float, float]:
+    if isinstance(box, dict):
+        x0, y0, x1, y1 = (float(box[k]) for k in ("xtl", "ytl", "xbr", "ybr"))
+        return x0, y0, x1, y1
+    x0, y0, w, h = (float(v) for v in box)
+    return x0, y0, x0 + w, y0 + h
+
+
+def frame_box(
+    box, width: int, height: int, source_size: tuple[int, int] | None = None, source: str = ""
+) -> tuple[int, int, int, int] | None:
+    """A metadata box -> pixel corners (x0, y0, x1, y1) on a width x height frame; None for no box.
+
+    Fractions scale with the frame. Pixels are in the source video's resolution: scaled by frame / source when
+    `source_size` (height, width) is known, taken as they are otherwise. A box reaching more than 1% (+1 px)
+    outside the frame raises LabelError naming `source` and the box, instead of clipping to something else.
+    """
+    if box is None or box == []:
+        return None
+    x0, y0, x1, y1 = _corners(box)
+    scaled = ""
+    if max(abs(x0), abs(y0), abs(x1), abs(y1)) <= 1.0:
+        x0, x1, y0, y1 = x0 * width, x1 * width, y0 * height, y1 * height
+    elif source_size is not None:
+        sy, sx = height / source_size[0], width / source_size[1]
+        x0, x1, y0, y1 = x0 * sx, x1 * sx, y0 * sy, y1 * sy
+        scaled = f" (scaled from the source's {source_size[1]}x{source_size[0]})"
+    tx, ty = 0.01 * width + 1, 0.01 * height + 1
+    if x0 < -tx or y0 < -ty or x1 > width + tx or y1 > height + ty:
+        hint = scaled or "; if the box is in pixels of a larger source video, give original_video.resolution"
+        raise LabelError(
+            f"{source}: box {box!r} is ({x0:.0f}, {y0:.0f})-({x1:.0f}, {y1:.0f}) px{scaled}, which does not fit "
+            f"the {width}x{height} frame{hint if not scaled else ''}"
+        )
     x0, x1 = (int(round(min(max(v, 0), width))) for v in (x0, x1))
     y0, y1 = (int(round(min(max(v, 0), height))) for v in (y0, y1))
     return x0, y0, x1, y1
@@ -165,12 +215,14 @@ def write_chunks(
     bbox_controller_overlay=None,
     bbox_others=(),
     resolution: tuple[int, int] | None = None,
+    first_chunk: int = 0,
 ) -> list[Path]:
     """Write a labelled recording as `<out_dir>/<video_id>/<video_id>_chunk_NNNN/` chunks; returns the chunk dirs.
 
     gamepad: one state per label row at `fps` (the public data uses 60). video_fps: the frame rate of the video the
     labels belong to (default `fps`); start_frame: the video frame of the first row. bbox_game_area defaults to the
-    whole frame; resolution (height, width) is recorded when given.
+    whole frame; resolution (height, width) is recorded when given. first_chunk: the number of the first chunk
+    folder, so a recording with gaps (rows dropped in between) can be written segment by segment.
     """
     if not video_id or "/" in video_id:
         raise ValueError(f"video_id must be a non-empty name without '/', got {video_id!r}")
@@ -197,7 +249,7 @@ def write_chunks(
             video_fps=video_fps,
             extra=extra,
         )
-        chunk_dir = Path(out_dir) / video_id / f"{video_id}_chunk_{k:04d}"
+        chunk_dir = Path(out_dir) / video_id / f"{video_id}_chunk_{first_chunk + k:04d}"
         chunk_dir.mkdir(parents=True, exist_ok=True)
         _write_parquet(
             chunk_dir / LABELS_FILE, Gamepad(gamepad.buttons[lo:hi], gamepad.j_left[lo:hi], gamepad.j_right[lo:hi])
@@ -297,6 +349,48 @@ def read_chunk(ref: ChunkRef | str | Path) -> tuple[Gamepad, ChunkMetadata]:
     return parse_labels(labels, labels_name), ChunkMetadata.from_json(raw, meta_name)
 
 
+def read_tar_chunks(
+    stream: BinaryIO, tar_name: str
+) -> Iterator[tuple[ChunkRef, tuple[Gamepad, ChunkMetadata] | LabelError]]:
+    """Every chunk of a tar shard in one streaming pass (one decompression): (ref, (labels, metadata)) or (ref, the
+    LabelError that makes the chunk unusable). A shard that breaks mid-way raises LabelError after the chunks
+    before the break; files of a chunk wait in memory only until its other file arrives."""
+    pending: dict[str, dict[str, bytes]] = {}
+    try:
+        with tarfile.open(fileobj=stream, mode="r|*") as tar:
+            for member in tar:
+                folder, _, file = member.name.rstrip("/").rpartition("/")
+                if file not in (LABELS_FILE, METADATA_FILE) or not member.isfile():
+                    continue
+                ref = _chunk_ref(f"{folder}/{METADATA_FILE}", tar_name, in_tar=True)
+                if ref is None:
+                    continue
+                f = tar.extractfile(member)
+                files = pending.setdefault(folder, {})
+                files[file] = f.read() if f is not None else b""
+                if len(files) == 2:
+                    del pending[folder]
+                    yield ref, _parse_chunk(files[LABELS_FILE], files[METADATA_FILE], ref.name)
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        raise LabelError(f"{tar_name}: unreadable tar shard ({e})") from None
+    for folder, files in pending.items():
+        ref = _chunk_ref(f"{folder}/{METADATA_FILE}", tar_name, in_tar=True)
+        assert ref is not None
+        (missing,) = {LABELS_FILE, METADATA_FILE} - set(files)
+        yield ref, LabelError(f"{ref.name}/{missing}: missing")
+
+
+def _parse_chunk(labels: bytes, meta: bytes, name: str) -> tuple[Gamepad, ChunkMetadata] | LabelError:
+    try:
+        try:
+            raw = json.loads(meta)
+        except json.JSONDecodeError as e:
+            raise LabelError(f"{name}/{METADATA_FILE}: not valid JSON ({e})") from None
+        return parse_labels(labels, f"{name}/{LABELS_FILE}"), ChunkMetadata.from_json(raw, f"{name}/{METADATA_FILE}")
+    except LabelError as e:
+        return e
+
+
 def _tar_bytes(tar: tarfile.TarFile, member: str, tar_path: str) -> bytes:
     try:
         f = tar.extractfile(member)
@@ -369,6 +463,16 @@ def _check_sticks(v: np.ndarray, name: str, source: str) -> None:
 
 
 def iter_chunks(root: str | Path) -> Iterator[tuple[ChunkRef, Gamepad, ChunkMetadata]]:
-    """(ref, gamepad, metadata) for every chunk under `root`; bad chunks raise LabelError."""
-    for ref in find_chunks(root):
-        yield (ref, *read_chunk(ref))
+    """(ref, gamepad, metadata) for every chunk under `root`, tar shards streamed once each; bad chunks raise
+    LabelError."""
+    root = Path(root)
+    for tar_path in [root] if root.is_file() else sorted(root.rglob("*.tar*")):
+        with open(tar_path, "rb") as f:
+            for ref, got in read_tar_chunks(f, str(tar_path)):
+                if isinstance(got, LabelError):
+                    raise got
+                yield (ref, *got)
+    if root.is_dir():
+        for ref in find_chunks(root):
+            if ref.member is None:
+                yield (ref, *read_chunk(ref))

@@ -3,7 +3,9 @@
 This is the per-video work of the Beam pipeline (`pipeline.py`), kept free of Beam so it reads and tests on its
 own. A video's chunks are laid on one label timeline (rows at the labels' 60 fps, from the earliest chunk), so an
 action chunk that runs past the end of a label chunk continues into the next one; steps past the data or in a
-gap between chunks get action mask 0.
+gap between chunks get action mask 0. Row r of a chunk lies at `start_time + r / label_fps` seconds of the
+original video, and the frame shown then is found by the local copy's own timestamps, so a copy at another frame
+rate or resolution lines up. A long video is cut into `Segment`s (time ranges) that are written independently.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ import numpy as np
 
 from nitrogen_jax.actions import Gamepad, get_layout
 from nitrogen_jax.data.example import Sample, encode_sample
-from nitrogen_jax.data.layout import ChunkMetadata, LabelError, box_pixels
+from nitrogen_jax.data.layout import ChunkMetadata, LabelError, frame_box
 from nitrogen_jax.data.report import Report
-from nitrogen_jax.data.video import VideoError, read_frames
+from nitrogen_jax.data.video import VideoError, frames_at_times
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,12 +51,17 @@ class PreprocessConfig:
     """Stick deflection that counts as active for the density filter."""
     records_per_shard: int = 4096
     """Records per TFRecord shard."""
+    max_shard_mb: float = 256.0
+    """A shard is closed once it holds this many MB (besides records_per_shard), so shards stay bounded in size."""
+    segment_s: float = 600.0
+    """Seconds of video per work item: long videos are split into time ranges written independently (each one
+    seeks to its start, so a failed range restarts there)."""
     strict: bool = False
     """Fail on the first bad input instead of skipping and counting it."""
 
     def __post_init__(self):
         get_layout(self.layout)
-        for name in ("action_horizon", "frame_stride", "image_size", "records_per_shard"):
+        for name in ("action_horizon", "frame_stride", "image_size", "records_per_shard", "max_shard_mb", "segment_s"):
             if getattr(self, name) < 1:
                 raise ValueError(f"PreprocessConfig.{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.density_threshold <= 1:
@@ -77,20 +84,20 @@ class Timeline:
 
     gamepad: Gamepad
     valid: np.ndarray  # bool [T]: a chunk covers the row
-    frame_index: np.ndarray  # int64 [T]: the video frame shown at the row (-1 where not valid)
+    time: np.ndarray  # float64 [T]: seconds into the original video of the row (NaN where not valid)
     chunk: np.ndarray  # int32 [T]: position in `chunks` of the row's chunk (-1 where not valid)
     chunks: list[LabelChunk]
     label_fps: float
 
 
-def build_timeline(chunks: list[LabelChunk], video_fps: float, report: Report, strict: bool = False) -> Timeline:
+def build_timeline(chunks: list[LabelChunk], video_fps: float | None, report: Report, strict: bool = False) -> Timeline:
     """Lay the chunks on one timeline; a chunk overlapping an earlier one is skipped (or raises when strict)."""
     chunks = sorted(chunks, key=lambda c: c.meta.start_time)
     label_fps = chunks[0].meta.label_fps
     base = round(chunks[0].meta.start_time * label_fps)
     end = max(round(c.meta.start_time * label_fps) - base + len(c.gamepad) for c in chunks)
     pad, valid = Gamepad.zeros(end), np.zeros(end, bool)
-    frame_index, owner = np.full(end, -1, np.int64), np.full(end, -1, np.int32)
+    time, owner = np.full(end, np.nan), np.full(end, -1, np.int32)
     placed: list[LabelChunk] = []
     for c in chunks:
         lo = round(c.meta.start_time * label_fps) - base
@@ -114,10 +121,10 @@ def build_timeline(chunks: list[LabelChunk], video_fps: float, report: Report, s
         )
         valid[lo:hi] = True
         rows = np.arange(len(c.gamepad))
-        frame_index[lo:hi] = c.meta.start_frame + np.floor(rows * video_fps / label_fps + 1e-6).astype(np.int64)
+        time[lo:hi] = c.meta.start_time + rows / label_fps
         owner[lo:hi] = len(placed)
         placed.append(c)
-    return Timeline(pad, valid, frame_index, owner, placed, label_fps)
+    return Timeline(pad, valid, time, owner, placed, label_fps)
 
 
 def active_rows(pad: Gamepad, deadzone: float) -> np.ndarray:
@@ -157,21 +164,25 @@ def action_chunk(encoded: np.ndarray, valid: np.ndarray, row: int, steps: np.nda
     return actions, np.repeat(ok[:, None], encoded.shape[1], axis=1).astype(np.float32)
 
 
-def prepare_frame(frame: np.ndarray, meta: ChunkMetadata, size: int) -> np.ndarray:
-    """RGB frame -> uint8 [size, size, 3]: overlay and other boxes blacked out, cropped to the game area, resized."""
+def prepare_frame(frame: np.ndarray, meta: ChunkMetadata, size: int, source: str = "") -> np.ndarray:
+    """RGB frame -> uint8 [size, size, 3]: overlay and other boxes blacked out, cropped to the game area, resized.
+
+    Pixel boxes are scaled from the source resolution when the metadata gives it (`frame_box`); a box that does
+    not fit the frame raises LabelError naming `source` and the box.
+    """
     h, w = frame.shape[:2]
-    masked = [box_pixels(b, w, h) for b in (meta.bbox_controller_overlay, *meta.bbox_others)]
+    masked = [frame_box(b, w, h, meta.source_size, source) for b in (meta.bbox_controller_overlay, *meta.bbox_others)]
     if any(b is not None for b in masked):
         frame = frame.copy()
         for b in masked:
             if b is not None:
                 x0, y0, x1, y1 = b
                 frame[y0:y1, x0:x1] = 0
-    area = box_pixels(meta.bbox_game_area, w, h)
+    area = frame_box(meta.bbox_game_area, w, h, meta.source_size, source)
     if area is not None:
         x0, y0, x1, y1 = area
         if x1 - x0 < 2 or y1 - y0 < 2:
-            raise LabelError(f"bbox_game_area {meta.bbox_game_area!r} is empty on a {w}x{h} frame")
+            raise LabelError(f"{source}: bbox_game_area {meta.bbox_game_area!r} is empty on a {w}x{h} frame")
         frame = frame[y0:y1, x0:x1]
     return cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
 
@@ -183,48 +194,138 @@ def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
     return buf.tobytes()
 
 
-def video_samples(
-    video_id: str, chunks: list[LabelChunk], video_path: str, video_fps: float, cfg: PreprocessConfig, report: Report
-) -> Iterator[bytes]:
-    """Serialized Examples for one video, in timeline order; counts everything it drops in `report`."""
+@dataclasses.dataclass
+class Segment:
+    """One time range of one video: the unit of work that decodes frames and writes shards.
+
+    It carries only its own slice of the timeline (`encoded`/`valid` from label row `offset` on, long enough for
+    the last row's action chunk) and the metadata of the chunks it touches, so it stays small however long the
+    video is.
+    """
+
+    video_id: str
+    index: int
+    video_path: str
+    video_fps: float
+    rows: np.ndarray  # int64 [N]: label rows to write, ascending
+    times: np.ndarray  # float64 [N]: their time in the video
+    owner: np.ndarray  # int32 [N]: position of each row's chunk in `metas`
+    metas: list[ChunkMetadata]
+    names: list[str]  # the chunks' names, for errors
+    offset: int
+    encoded: np.ndarray  # float32 [M, A]: encoded actions of label rows offset .. offset + M
+    valid: np.ndarray  # bool [M]
+
+
+def _boxes_fit(chunk: LabelChunk, frame_size: tuple[int, int], report: Report, strict: bool) -> bool:
+    m = chunk.meta
+    try:
+        for box in (m.bbox_game_area, m.bbox_controller_overlay, *m.bbox_others):
+            frame_box(box, *frame_size, m.source_size, chunk.name)
+    except LabelError as e:
+        if strict:
+            raise
+        report.skip(chunk.name, str(e), key="chunks_skipped")
+        return False
+    return True
+
+
+def plan_segments(
+    video_id: str,
+    chunks: list[LabelChunk],
+    video_path: str,
+    video_fps: float,
+    cfg: PreprocessConfig,
+    report: Report,
+    frame_size: tuple[int, int] | None = None,
+) -> list[Segment]:
+    """A video's timeline, density filter and sample rows, cut into `cfg.segment_s` time ranges; counts drops.
+
+    frame_size (width, height) of the local copy, when given, checks every chunk's boxes up front: a chunk whose
+    box does not fit is skipped and counted (raises when strict) instead of failing a segment mid-way.
+    """
+    if frame_size is not None:
+        chunks = [c for c in chunks if _boxes_fit(c, frame_size, report, cfg.strict)]
+        if not chunks:
+            return []
     tl = build_timeline(chunks, video_fps, report, cfg.strict)
     report.count("chunks", len(tl.chunks))
     report.count("label_rows", int(tl.valid.sum()))
     keep = density_keep(tl, cfg)
     report.count("label_rows_kept", int(keep.sum()))
-    layout = get_layout(cfg.layout)
-    encoded = layout.encode(tl.gamepad)
+    encoded = get_layout(cfg.layout).encode(tl.gamepad).astype(np.float32)
     steps = action_steps(cfg, tl.label_fps)
     rows = np.flatnonzero(keep)
     rows = rows[rows % cfg.frame_stride == 0]
     first_ok = (rows + steps[0] < len(tl.valid)) & tl.valid[np.minimum(rows + steps[0], len(tl.valid) - 1)]
     report.count("samples_without_first_action", int((~first_ok).sum()))
     rows = rows[first_ok]
-    by_frame: dict[int, list[int]] = {}
-    for r in rows:
-        by_frame.setdefault(int(tl.frame_index[r]), []).append(int(r))
+    if not len(rows):
+        return []
+    part = np.floor((tl.time[rows] - tl.time[rows[0]]) / cfg.segment_s).astype(np.int64)
+    segments = []
+    for k in np.unique(part):
+        seg_rows = rows[part == k]
+        lo, hi = int(seg_rows[0]), min(int(seg_rows[-1] + max(steps.max(), 0) + 1), len(tl.valid))
+        used = np.unique(tl.chunk[seg_rows])
+        remap = np.full(len(tl.chunks), -1, np.int32)
+        remap[used] = np.arange(len(used))
+        segments.append(
+            Segment(
+                video_id=video_id,
+                index=int(k),
+                video_path=video_path,
+                video_fps=video_fps,
+                rows=seg_rows,
+                times=tl.time[seg_rows],
+                owner=remap[tl.chunk[seg_rows]],
+                metas=[tl.chunks[i].meta for i in used],
+                names=[tl.chunks[i].name for i in used],
+                offset=lo,
+                encoded=encoded[lo:hi],
+                valid=tl.valid[lo:hi],
+            )
+        )
+    return segments
+
+
+def segment_samples(seg: Segment, cfg: PreprocessConfig, report: Report) -> Iterator[bytes]:
+    """Serialized Examples of one segment, in time order, decoding its time range once; counts what it drops."""
+    steps = action_steps(cfg, 60.0 if not seg.metas else seg.metas[0].label_fps)
     done = 0
     try:
-        for idx, frame in read_frames(video_path, sorted(by_frame)):
-            for r in by_frame[idx]:
-                img = prepare_frame(frame, tl.chunks[tl.chunk[r]].meta, cfg.image_size)
-                actions, mask = action_chunk(encoded, tl.valid, r, steps)
-                report.add_actions(actions, mask)
-                done += 1
-                yield encode_sample(Sample(encode_jpeg(img, cfg.jpeg_quality), actions, mask, video_id, r, idx))
-        if done < len(rows):
-            raise VideoError(f"{video_path}: the video ends before frame {max(by_frame)} that its labels point at")
+        for k, frame_index, frame in frames_at_times(seg.video_path, seg.times, seg.video_fps):
+            r, c = int(seg.rows[k]), int(seg.owner[k])
+            img = prepare_frame(frame, seg.metas[c], cfg.image_size, seg.names[c])
+            actions, mask = action_chunk(seg.encoded, seg.valid, r - seg.offset, steps)
+            report.add_actions(actions, mask)
+            done += 1
+            yield encode_sample(Sample(encode_jpeg(img, cfg.jpeg_quality), actions, mask, seg.video_id, r, frame_index))
+        if done < len(seg.rows):
+            last = int(np.floor(seg.times[-1] * seg.video_fps + 1e-6))
+            raise VideoError(
+                f"{seg.video_path}: the video ends before frame {last} (at {seg.times[-1]:.3f} s) that its labels "
+                f"point at ({len(seg.rows) - done} label rows from {seg.times[done]:.3f} s on have no frame)"
+            )
     except VideoError as e:
         if cfg.strict:
             raise
-        report.skip(video_path, str(e), count=len(rows) - done, key="samples_without_frame")
+        report.skip(seg.video_path, str(e), count=len(seg.rows) - done, key="samples_without_frame")
     finally:
         report.count("samples", done)
 
 
-def shard_name(video_id: str, part: int) -> str:
-    """A file-system-safe shard name per video (ids outside [A-Za-z0-9_.-] get a hash to stay unique)."""
+def video_samples(
+    video_id: str, chunks: list[LabelChunk], video_path: str, video_fps: float, cfg: PreprocessConfig, report: Report
+) -> Iterator[bytes]:
+    """Serialized Examples for one whole video, in timeline order (all its segments in turn)."""
+    for seg in plan_segments(video_id, chunks, video_path, video_fps, cfg, report):
+        yield from segment_samples(seg, cfg, report)
+
+
+def shard_name(video_id: str, part: int, segment: int | None = None) -> str:
+    """A file-system-safe shard name per video (and time segment); ids outside [A-Za-z0-9_.-] get a hash."""
     safe = "".join(ch if ch.isalnum() or ch in "_.-" else "_" for ch in video_id)
     if safe != video_id:
         safe += f"_{zlib.crc32(video_id.encode()):08x}"
-    return f"{safe}-{part:05d}.tfrecord"
+    return f"{safe}-{part:05d}.tfrecord" if segment is None else f"{safe}-{segment:05d}-{part:03d}.tfrecord"

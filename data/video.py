@@ -1,10 +1,18 @@
-"""Sequential frame access to a user's local copy of a video (OpenCV), for the frames a chunk's labels point at."""
+"""Frame access to a user's local copy of a video, for the frames a chunk's labels point at.
+
+Labels are timed in the original video; the local copy can have another frame rate, so frames are found by the
+local file's own timestamps (`frames_at_times`, PyAV; OpenCV's CAP_PROP_POS_MSEC where PyAV is missing).
+`read_frames` (by frame number) is kept for callers that already know the frame numbers.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import dataclasses
+import functools
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+import av  # the [data] extra's PyAV: frame timestamps, and videos read from object storage
 import cv2
 import numpy as np
 
@@ -80,3 +88,135 @@ def write_video(path: str | Path, frames_rgb: Iterable[np.ndarray], fps: float) 
         if writer is not None:
             writer.release()
     return path
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Frames by time: labels are timed in the original video, and a local copy may have another frame rate.
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoInfo:
+    """What the pipeline needs to know about a local copy before it reads frames."""
+
+    fps: float
+    width: int
+    height: int
+    duration_s: float
+
+
+def probe_video(path: str) -> VideoInfo:
+    """Frame rate, size and duration from the container's header: OpenCV for local files, PyAV for object-store
+    paths (read in byte ranges through Beam's FileSystems)."""
+    if "://" not in str(path):
+        cap = _open(path)
+        try:
+            fps = cap.get(cv2.CAP_PROP_FPS)
+            w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+            n = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        finally:
+            cap.release()
+        if not fps or not np.isfinite(fps) or fps <= 0:
+            raise VideoError(f"{path}: the container reports no frame rate ({fps!r})")
+        return VideoInfo(float(fps), w, h, float(n) / fps)
+    with _av_open(path) as container:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        if not rate or rate <= 0:
+            raise VideoError(f"{path}: the container reports no frame rate ({rate!r})")
+        duration = float(stream.duration * stream.time_base) if stream.duration else (container.duration or 0) / 1e6
+        return VideoInfo(float(rate), stream.codec_context.width, stream.codec_context.height, duration)
+
+
+def _av_open(path: str):
+    """A PyAV container on a local file or, through Beam's FileSystems, on an object-store path (read in ranges)."""
+    if "://" not in str(path) and not Path(path).is_file():
+        raise VideoError(f"{path}: video file missing")
+    try:
+        if "://" in str(path):
+            from nitrogen_jax.data.storage import open_read
+
+            container = av.open(open_read(path))
+        else:
+            container = av.open(str(path))
+        if not container.streams.video:
+            container.close()
+            raise VideoError(f"{path}: no video stream")
+    except (av.error.FFmpegError, OSError) as e:
+        raise VideoError(f"{path}: PyAV cannot open the video (corrupt or unsupported container/codec: {e})") from None
+    return container
+
+
+def _timed_frames_av(path: str, start_s: float) -> Iterator[tuple[float, Callable[[], np.ndarray]]]:
+    """(seconds since the first frame, RGB getter) in presentation order, from the keyframe at or before start_s."""
+    with _av_open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        base = stream.start_time or 0
+        if start_s > 0:  # the restart point of a time range: no decoding from the start of a long video
+            container.seek(base + int(start_s / stream.time_base), stream=stream, backward=True, any_frame=False)
+        try:
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    continue
+                yield float((frame.pts - base) * stream.time_base), functools.partial(frame.to_ndarray, format="rgb24")
+        except av.error.FFmpegError as e:
+            raise VideoError(f"{path}: decoding failed ({e})") from None
+
+
+def _timed_frames_cv2(path: str, start_s: float) -> Iterator[tuple[float, Callable[[], np.ndarray]]]:
+    """The OpenCV fallback: CAP_PROP_POS_MSEC after a read is the time of the frame just read (an approximate
+    seek lands up to a second early)."""
+    cap = _open(path)
+    try:
+        if start_s > 0:
+            cap.set(cv2.CAP_PROP_POS_MSEC, max(0.0, start_s * 1000 - 1000))
+        while True:  # retrieved at once: the frame is gone after the next grab, when the caller decides
+            ok, bgr = cap.read()
+            if not ok:
+                return
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            yield cap.get(cv2.CAP_PROP_POS_MSEC) / 1000, functools.partial(np.asarray, rgb)
+    finally:
+        cap.release()
+
+
+def frames_at_times(
+    path: str, times: np.ndarray, fps: float, backend: str = "auto"
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(position in `times`, local frame number, RGB frame) for each wanted time, ascending, in one decoding pass.
+
+    The frame for time t is the one on screen at t: the last frame whose own timestamp is <= t (times are seconds
+    from the video's first frame, so a 30 fps copy serves 60 fps labels with every frame twice). The frame number
+    is the timestamp times `fps`, rounded. Stops where the video ends (after the last frame's display interval);
+    the caller counts the times it did not get.
+    """
+    times = np.asarray(times, np.float64)
+    if not len(times):
+        return
+    if np.any(np.diff(times) < 0):
+        raise ValueError(f"frames_at_times({path}): times must ascend")
+    use_av = backend in ("av", "auto")
+    source = (_timed_frames_av if use_av else _timed_frames_cv2)(path, float(times[0]))
+    eps, k = 1e-6, 0
+    prev: tuple[float, Callable[[], np.ndarray]] | None = None
+    cached: np.ndarray | None = None
+
+    def emit(upto: float) -> Iterator[tuple[int, int, np.ndarray]]:
+        nonlocal k, cached
+        assert prev is not None
+        while k < len(times) and times[k] < upto - eps:
+            if cached is None:
+                cached = prev[1]()
+            yield k, int(round(prev[0] * fps)), cached
+            k += 1
+
+    for t, getter in source:
+        if prev is not None:
+            yield from emit(t)
+        elif times[k] < t - eps and t > 0.5 / fps:
+            return  # the seek landed after the wanted time: no frame at or before it
+        prev, cached = (t, getter), None
+        if k == len(times):
+            return
+    if prev is not None:
+        yield from emit(prev[0] + 1.0 / fps)

@@ -142,31 +142,11 @@ class ActionLayout:
         return pad
 
 
+# The release's 21 "buttons": the dataset's 17 plus 4 right-stick direction pseudo-buttons, all alphabetical.
+RIGHT_STICK_PSEUDO_BUTTONS = ("right_bottom", "right_left", "right_right", "right_up")
 RELEASE_LAYOUT = ActionLayout(
     name="release",
-    button_names=(
-        "back",
-        "dpad_down",
-        "dpad_left",
-        "dpad_right",
-        "dpad_up",
-        "east",
-        "guide",
-        "left_shoulder",
-        "left_thumb",
-        "left_trigger",
-        "north",
-        "right_bottom",
-        "right_left",
-        "right_right",
-        "right_shoulder",
-        "right_thumb",
-        "right_trigger",
-        "right_up",
-        "south",
-        "start",
-        "west",
-    ),
+    button_names=tuple(sorted(STANDARD_BUTTONS + RIGHT_STICK_PSEUDO_BUTTONS)),
     stick_slots=((21, 22), (23, 24)),
     stick_range="unit",
 )

@@ -40,16 +40,32 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "AblateChunkArgs",
         "train one policy per chunk length and compare them (table + plot)",
     ),
-    "overlay-synth": ("nitrogen_jax.data.overlay.synth", "MakeOverlayVideosArgs",
-                      "render synthetic overlay videos over real gameplay, with their per-frame truth"),
-    "overlay-sheet": ("nitrogen_jax.data.overlay.contact_sheet", "ContactSheetArgs",
-                      "draw every overlay style, neutral and pressed, on one PNG"),
+    "extract": (
+        "nitrogen_jax.data.overlay.extract",
+        "ExtractArgs",
+        "read controller inputs off overlay videos into labels in the public layout",
+    ),
+    "overlay-synth": (
+        "nitrogen_jax.data.overlay.synth",
+        "MakeOverlayVideosArgs",
+        "render synthetic overlay videos over real gameplay, with their per-frame truth",
+    ),
+    "overlay-sheet": (
+        "nitrogen_jax.data.overlay.contact_sheet",
+        "ContactSheetArgs",
+        "draw every overlay style, neutral and pressed, on one PNG",
+    ),
     "play": (
         "nitrogen_jax.sim_bridge.cli",
         "PlayArgs",
         "play a real game with a policy, recorded in the dataset layout",
     ),
     "serve": ("nitrogen_jax.sim_bridge.cli", "ServeArgs", "serve a policy over the release's ZeroMQ protocol"),
+    "curve-keys": (
+        "nitrogen_jax.sim_bridge.curve_keys",
+        "CurveKeysArgs",
+        "create ZeroMQ CURVE keys so that serve admits only your clients",
+    ),
     "eval": (
         "nitrogen_jax.sim_bridge.cli",
         "EvalArgs",
@@ -89,10 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse(argv)
     try:
-        if hasattr(args, "run"):
-            code = args.run()
-        else:
-            code = importlib.import_module(type(args).__module__).run(args)
+        # a command's dataclass runs itself, or its module's run(args) does
+        code = args.run() if hasattr(args, "run") else importlib.import_module(type(args).__module__).run(args)
         return int(code or 0)
     except (ValueError, FileNotFoundError) as e:
         print(f"nitrogen-jax {argv[0]}: error: {e}", file=sys.stderr)

@@ -32,13 +32,14 @@ class PolicySource:
     """Seed of the random weights and of the sampling noise."""
 
     def load(self) -> tuple[Policy, str]:
-        """(policy, a description of where it came from)."""
+        """(policy, where it came from: the resolved directory, or `nitrogen-jax-preset-NAME` for random weights,
+        a name that is also safe as a folder name, as the release's client uses it)."""
         from nitrogen_jax.policy import Policy
 
         overrides = {"compute_dtype": self.compute_dtype} if self.compute_dtype else {}
         if self.policy is not None:
-            return Policy.load(self.policy, **overrides), str(self.policy)
-        return Policy.init(self.preset, seed=self.seed, **overrides), f"preset {self.preset} (random weights)"
+            return Policy.load(self.policy, **overrides), str(self.policy.resolve())
+        return Policy.init(self.preset, seed=self.seed, **overrides), f"nitrogen-jax-preset-{self.preset}"
 
 
 @dataclasses.dataclass(frozen=True)

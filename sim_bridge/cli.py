@@ -79,46 +79,70 @@ class PlayArgs(PolicyRunArgs):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ServeArgs(PolicyRunArgs):
-    """Serve a policy over the release's ZeroMQ protocol (pickle read through a whitelist, or msgpack)."""
+    """Serve a policy over the release's ZeroMQ protocol (pickle or msgpack) to one or many game clients."""
 
     host: str = "127.0.0.1"
-    """Interface to bind; 0.0.0.0 exposes the server to the network."""
+    """Interface to bind; anything but localhost prints a warning unless --curve-keys is given."""
     port: int = 5555
+    """TCP port (the release's client uses 5555)."""
     max_message_mb: float = 32.0
-    """Larger requests get an error reply."""
+    """Larger requests get an error reply; also the cap on a message's data once shared references are expanded."""
     codec: Literal["both", "pickle", "msgpack"] = "both"
-    """Message formats accepted."""
+    """Message formats accepted (pickle is never unpickled: a bounded reader reads it)."""
+    max_batch: int = 16
+    """Most predicts sampled in one batch (1 = sequential serving)."""
+    batch_wait_ms: float = 3.0
+    """How long the first predict waits for other active clients' predicts."""
+    max_sessions: int = 256
+    """Client sessions kept; the least recently seen is dropped beyond this."""
+    curve_keys: Path | None = None
+    """A directory from make_curve_keys: require ZeroMQ CURVE and admit only the clients whose keys are in it."""
 
-    def run(self) -> int:
+    def build_server(self):
         from nitrogen_jax.sim_bridge.server import PolicyServer
 
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
         policy, source = self.source.load()
-        codecs = ("pickle", "msgpack") if self.codec == "both" else (self.codec,)
-        t0 = time.perf_counter()
-        server = PolicyServer(
+        return PolicyServer(
             policy,
             temperature=self.temperature,
             num_steps=self.euler_steps,
             seed=self.source.seed,
             max_message_bytes=int(self.max_message_mb * (1 << 20)),
-            codecs=codecs,
+            codecs=("pickle", "msgpack") if self.codec == "both" else (self.codec,),
             source=source,
+            max_batch=self.max_batch,
+            batch_wait_ms=self.batch_wait_ms,
+            max_sessions=self.max_sessions,
+            curve_keys=None if self.curve_keys is None else str(self.curve_keys),
         )
+
+    def run(self) -> int:
+        # Our own progress lines only: the root logger stays at WARNING, so orbax/absl INFO lines stay quiet.
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        ours = logging.getLogger("nitrogen_jax")
+        ours.addHandler(handler)
+        ours.setLevel(logging.INFO)
+        t0 = time.perf_counter()
+        server = self.build_server()
         endpoint = server.bind(self.host, self.port)
         print(
-            f"{policy} from {source}\nwarm in {time.perf_counter() - t0:.1f} s; serving {'/'.join(codecs)} "
-            f"on {endpoint}",
+            f"{server.policy} from {server.source}\nwarm in {time.perf_counter() - t0:.1f} s; serving "
+            f"{'/'.join(server.codecs)} on {endpoint}{' (CURVE)' if self.curve_keys else ''}, batches of up to "
+            f"{server.sampler.max_batch}",
             flush=True,
         )
-        stop = threading.Event()  # SIGINT / SIGTERM finish the request in hand, then stop
+        stop = threading.Event()  # SIGINT / SIGTERM finish the batch in hand, then stop
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
         try:
             server.serve(stop)
         finally:
             server.close()
-        print(f"served {server.requests} requests ({server.errors} error replies, {server.dropped} dropped)")
+        print(
+            f"served {server.requests} requests in {server.batches} batches ({server.errors} error replies, "
+            f"{server.dropped} dropped, {len(server.sessions)} sessions)"
+        )
         return 0
 
 

@@ -204,3 +204,13 @@ def test_gamepad_indexing_gives_one_frame_pads():
     assert pad[-1].pressed(0) == ["dpad_left"] and len(pad[0:2]) == 2
     with pytest.raises(IndexError):
         pad[3]
+
+
+def test_release_button_order_is_the_fact_sheets():
+    # the release's 21 button tokens in its own order (../shared/reference/official-nitrogen.md), spelt out so that a
+    # change to how the layout builds its list cannot silently reorder what the release's client indexes
+    release = (
+        "BACK DPAD_DOWN DPAD_LEFT DPAD_RIGHT DPAD_UP EAST GUIDE LEFT_SHOULDER LEFT_THUMB LEFT_TRIGGER NORTH "
+        "RIGHT_BOTTOM RIGHT_LEFT RIGHT_RIGHT RIGHT_SHOULDER RIGHT_THUMB RIGHT_TRIGGER RIGHT_UP SOUTH START WEST"
+    )
+    assert tuple(b.upper() for b in get_layout("release").button_names) == tuple(release.split())

@@ -1,15 +1,19 @@
-"""The release's wire protocol over a real ZeroMQ socket: pickle and msgpack clients, hostile payloads, fuzz."""
-import io
+"""The release's wire protocol over a real ZeroMQ socket: the release's game client step by step, our pickle and
+msgpack clients, hostile payloads, fuzz."""
+
 import os
 import pickle
 import socket
 import threading
+from pathlib import Path
 
+import cv2
 import jax
 import msgpack
 import numpy as np
 import pytest
 import zmq
+from PIL import Image
 
 from nitrogen_jax.actions import RELEASE_LAYOUT, STANDARD_BUTTONS
 from nitrogen_jax.sim_bridge.client import PolicyClient, ServerError
@@ -22,7 +26,14 @@ IMAGE = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
 
 @pytest.fixture(scope="module")
 def server():
-    srv = PolicyServer(tiny_policy(), seed=7, max_message_bytes=1 << 20)
+    srv = PolicyServer(
+        tiny_policy(),
+        seed=7,
+        max_message_bytes=1 << 20,
+        max_batch=4,
+        warm_every_batch_size=False,
+        source="/runs/nitrogen-tiny",
+    )
     endpoint = srv.bind("127.0.0.1", 0)
     stop = threading.Event()
     thread = threading.Thread(target=srv.serve, args=(stop,), daemon=True)
@@ -50,6 +61,85 @@ def _expected_pred(seed: int, image: np.ndarray):
     return pad, RELEASE_LAYOUT.encode(pad)[:, :21]
 
 
+RELEASE_INFO_KEYS = {
+    "ckpt_path",
+    "selected_game",
+    "old_layout",
+    "cfg_scale",
+    "context_length",
+    "action_interleaving",
+    "is_flowmatching",
+    "action_downsample_ratio",
+}
+
+
+def _screen_capture(step: int) -> np.ndarray:
+    """A 1280x720 'screen': smooth gradients (as a game frame has) plus a moving sprite and some noise."""
+    y, x = np.mgrid[0:720, 0:1280]
+    screen = np.stack([x * 255 // 1279, y * 255 // 719, (x + y + 40 * step) % 256], -1).astype(np.uint8)
+    screen[300:420, 200 + 50 * step : 360 + 50 * step] = (250, 40, 40)
+    noise = np.random.default_rng(step).integers(0, 8, screen.shape, dtype=np.uint8)
+    return screen + noise
+
+
+def test_release_game_client_steps_literally(server):
+    """The release's game client, step by step as the reference lists them, against the server."""
+    srv, endpoint = server
+    sock = _release_client(endpoint)
+    sock.send(pickle.dumps({"type": "reset"}))
+    assert pickle.loads(sock.recv())["status"] == "ok"
+    sock.send(pickle.dumps({"type": "info"}))
+    info = pickle.loads(sock.recv())["info"]
+    assert set(info) >= RELEASE_INFO_KEYS
+    action_downsample_ratio = info["action_downsample_ratio"]
+    run_name = Path(info["ckpt_path"]).stem
+    assert action_downsample_ratio == 1 and run_name == "nitrogen-tiny" and info["context_length"] == 1
+    assert info["is_flowmatching"] is True and info["cfg_scale"] == 1.0 and info["selected_game"] is None
+    lt, rt = RELEASE_LAYOUT.button_names.index("left_trigger"), RELEASE_LAYOUT.button_names.index("right_trigger")
+    steps = 0
+    for capture in range(2):
+        frame = cv2.resize(_screen_capture(capture), (256, 256), interpolation=cv2.INTER_AREA)
+        image = Image.fromarray(frame).convert("RGB")
+        assert isinstance(image, Image.Image)
+        sock.send(pickle.dumps({"type": "predict", "image": image}))
+        reply = pickle.loads(sock.recv())
+        assert reply["status"] == "ok", reply
+        pred = reply["pred"]
+        if capture == 0:  # the first prediction after the reset: exactly the in-process one for this frame
+            pad, buttons = _expected_pred(7, np.asarray(image))
+            np.testing.assert_array_equal(pred["buttons"], buttons)
+            np.testing.assert_array_equal(pred["j_left"], pad.j_left)
+        for i in range(len(pred["buttons"])):
+            xl, yl = pred["j_left"][i]
+            xr, yr = pred["j_right"][i]
+            buttons = pred["buttons"][i]
+            assert len(buttons) == 21
+            sticks = [int(v * 32767) for v in (xl, -yl, xr, -yr)]
+            assert all(-32767 <= v <= 32767 for v in sticks)
+            triggers = [buttons[lt] * 255, buttons[rt] * 255]
+            assert all(0 <= t <= 255 for t in triggers)
+            pressed = [bool(v > 0.5) for j, v in enumerate(buttons) if j not in (lt, rt)]
+            assert len(pressed) == 19
+            steps += action_downsample_ratio
+    assert steps == 2 * 18
+    sock.close()
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "L"])
+def test_pil_images_of_other_modes_are_read_as_rgb(server, mode):
+    _, endpoint = server
+    sock = _release_client(endpoint)
+    image = Image.fromarray(IMAGE).convert(mode)
+    sock.send(pickle.dumps({"type": "reset"}))
+    sock.recv()
+    sock.send(pickle.dumps({"type": "predict", "image": image}))
+    pred = pickle.loads(sock.recv())["pred"]
+    sock.close()
+    pad, buttons = _expected_pred(7, np.asarray(image.convert("RGB")))
+    np.testing.assert_array_equal(pred["buttons"], buttons)
+    np.testing.assert_array_equal(pred["j_right"], pad.j_right)
+
+
 def test_release_protocol_round_trip(server):
     srv, endpoint = server
     sock = _release_client(endpoint)
@@ -73,8 +163,14 @@ def test_release_protocol_round_trip(server):
 
 @pytest.mark.parametrize("protocol", [2, 3, 4, 5])
 def test_every_pickle_protocol_is_read(protocol):
-    msg = {"type": "predict", "image": IMAGE, "meta": [1, 2.5, "x", None, True, b"raw", (3, 4)],
-           "scalar": np.float32(0.5), "fortran": np.asfortranarray(np.arange(6.0).reshape(2, 3)), "be": np.arange(3, dtype=">i4")}
+    msg = {
+        "type": "predict",
+        "image": IMAGE,
+        "meta": [1, 2.5, "x", None, True, b"raw", (3, 4)],
+        "scalar": np.float32(0.5),
+        "fortran": np.asfortranarray(np.arange(6.0).reshape(2, 3)),
+        "be": np.arange(3, dtype=">i4"),
+    }
     out = loads_pickle(pickle.dumps(msg, protocol=protocol))
     np.testing.assert_array_equal(out["image"], IMAGE)
     assert out["meta"] == msg["meta"] and out["scalar"] == np.float32(0.5) and out["scalar"].dtype == np.float32
@@ -148,7 +244,11 @@ def test_allowed_globals_cannot_be_abused():
             self.shape, self.data = shape, data
 
         def __reduce__(self):
-            return np._core.multiarray._reconstruct, (np.ndarray, (0,), b"b"), (1, self.shape, np.dtype("u1"), False, self.data)
+            return (
+                np._core.multiarray._reconstruct,
+                (np.ndarray, (0,), b"b"),
+                (1, self.shape, np.dtype("u1"), False, self.data),
+            )
 
     huge = pickle.dumps(ForgedArray((1 << 20, 1 << 20), b"\x00" * 4))
     short = pickle.dumps(ForgedArray((8,), b"\x00" * 4))
@@ -170,6 +270,8 @@ def test_size_limit_and_bad_requests_get_error_replies(server):
             ({"type": "predict", "image": np.zeros((64, 64, 3), np.float32)}, "uint8"),
             ({"type": "predict", "image": np.zeros((64, 64), np.uint8)}, "(H, W, 3)"),
             ({"type": "predict", "image": [[1, 2, 3]]}, "uint8 numpy array"),
+            ({"type": "predict", "image": Image.new("P", (8, 8))}, "palette"),
+            ({"type": "predict", "image": Image.new("I;16", (8, 8))}, "mode 'I;16'"),
             ({"kind": "predict"}, "'type'"),
         ]
         for message, expected in cases:
@@ -177,9 +279,8 @@ def test_size_limit_and_bad_requests_get_error_replies(server):
                 client.request(message)
         assert client.predict(IMAGE)["buttons"].shape == (18, 21)
     # beyond twice the limit the transport drops the connection unread; the server goes on serving others
-    with PolicyClient(endpoint, "pickle", timeout_s=1.0) as client:
-        with pytest.raises(TimeoutError):
-            client.predict(np.zeros((1024, 1024, 3), np.uint8))
+    with PolicyClient(endpoint, "pickle", timeout_s=1.0) as client, pytest.raises(TimeoutError):
+        client.predict(np.zeros((1024, 1024, 3), np.uint8))
     with PolicyClient(endpoint, "msgpack") as client:
         assert client.predict(IMAGE)["buttons"].shape == (18, 21)
 
@@ -189,10 +290,23 @@ def test_fuzz_malformed_messages_leave_the_server_serving(server):
     rng = np.random.default_rng(1)
     valid = [pickle.dumps({"type": "predict", "image": IMAGE[:32, :32]}, protocol=p) for p in (2, 4, 5)]
     valid.append(dumps_msgpack({"type": "predict", "image": IMAGE[:32, :32]}))
-    junk_values = [None, 1, -1.5, "predict", b"\x00", [], {}, [1, 2], {"type": 3}, {"type": None},
-                   {"type": "predict", "image": "x"}, {"type": "predict", "image": np.zeros((0, 0, 3), np.uint8)},
-                   {"type": "predict", "image": np.zeros((5, 5, 4), np.uint8)}, {"type": "info", "x": [[]] * 50},
-                   {"type": "predict", "image": np.zeros((9000, 1, 3), np.uint8)}]
+    junk_values = [
+        None,
+        1,
+        -1.5,
+        "predict",
+        b"\x00",
+        [],
+        {},
+        [1, 2],
+        {"type": 3},
+        {"type": None},
+        {"type": "predict", "image": "x"},
+        {"type": "predict", "image": np.zeros((0, 0, 3), np.uint8)},
+        {"type": "predict", "image": np.zeros((5, 5, 4), np.uint8)},
+        {"type": "info", "x": [[]] * 50},
+        {"type": "predict", "image": np.zeros((9000, 1, 3), np.uint8)},
+    ]
     sock = _release_client(endpoint)
     errors_before, n = srv.errors, 3000
     statuses = {"ok": 0, "error": 0}
@@ -212,8 +326,17 @@ def test_fuzz_malformed_messages_leave_the_server_serving(server):
             value = junk_values[i % len(junk_values)]
             msg = pickle.dumps(value) if i % 2 else dumps_msgpack(value)
         elif kind == 4:  # random msgpack structures
-            msg = msgpack.packb({"type": "predict", "image": {"nd": True, "type": str(rng.choice(["|u1", "<f4", "|O", "x"])),
-                                 "shape": [int(s) for s in rng.integers(-2, 40, int(rng.integers(0, 4)))], "data": rng.bytes(30)}})
+            msg = msgpack.packb(
+                {
+                    "type": "predict",
+                    "image": {
+                        "nd": True,
+                        "type": str(rng.choice(["|u1", "<f4", "|O", "x"])),
+                        "shape": [int(s) for s in rng.integers(-2, 40, int(rng.integers(0, 4)))],
+                        "data": rng.bytes(30),
+                    },
+                }
+            )
         else:  # pickle opcodes at random after a protocol header
             msg = b"\x80\x04" + rng.bytes(int(rng.integers(1, 60)))
         if i % 500 == 250:
@@ -236,7 +359,7 @@ def test_fuzz_malformed_messages_leave_the_server_serving(server):
 
 
 def test_server_binds_localhost_by_default():
-    srv = PolicyServer(tiny_policy())
+    srv = PolicyServer(tiny_policy(), max_batch=1)
     endpoint = srv.bind(port=0)
     srv.close()
     assert endpoint.startswith("tcp://127.0.0.1:")
@@ -248,8 +371,9 @@ def test_seed_layout_policy_answers_in_the_release_shape():
     """A 20-dim seed-layout policy still answers with the release's 21 button slots and decoded sticks."""
     from nitrogen_jax import Policy
 
-    policy = Policy.init("tiny", action_layout="seed")
-    srv = PolicyServer(policy, seed=3)
+    policy = Policy.init("tiny", action_layout="seed", action_fps=30.0)
+    srv = PolicyServer(policy, seed=3, max_batch=1)
+    assert srv.info()["action_downsample_ratio"] == 2  # a 30 Hz policy: each action held for two 60 Hz steps
     reply = loads_pickle(srv.handle(pickle.dumps({"type": "predict", "image": IMAGE})))
     pred = reply["pred"]
     assert pred["buttons"].shape == (18, 21) and pred["j_left"].shape == (18, 2)

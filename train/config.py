@@ -18,7 +18,7 @@ class TrainConfig:
     weight_decay: float = 1e-3
     """AdamW decoupled weight decay."""
     warmup_steps: int = 1000
-    """Linear warm-up steps (at most the run's length)."""
+    """Linear warm-up steps; a run no longer than this warms up over its first tenth instead (and says so)."""
     schedule: str = "cosine"
     """After warm-up: 'cosine' down to final_lr_ratio x learning_rate at the last step, or 'constant'."""
     final_lr_ratio: float = 0.1

@@ -35,7 +35,7 @@ from nitrogen_jax.train.config import TrainConfig
 from nitrogen_jax.train.data import BatchSource
 from nitrogen_jax.train.flops import peak_flops, train_flops_per_sample
 from nitrogen_jax.train.metrics import MetricWriter
-from nitrogen_jax.train.optimizer import learning_rate_schedule, make_optimizer, trainable_mask
+from nitrogen_jax.train.optimizer import effective_warmup, learning_rate_schedule, make_optimizer, trainable_mask
 from nitrogen_jax.train.sharding import check_batch_size, fsdp_shardings, make_mesh, place_batch
 from nitrogen_jax.train.state import abstract_train_state, init_train_state
 from nitrogen_jax.train.step import make_eval_step, make_train_step
@@ -203,6 +203,11 @@ def _setup(
         store.close()
         raise
 
+    if effective_warmup(cfg) != cfg.warmup_steps:
+        say(
+            f"warm-up of {cfg.warmup_steps} steps >= the run's {cfg.num_steps}: warming up over "
+            f"{effective_warmup(cfg)} steps instead, so the run reaches its peak learning rate"
+        )
     parts = trained_parts(trainable)
     flops_per_step = train_flops_per_sample(model_config, parts) * cfg.batch_size
     say(

@@ -44,9 +44,15 @@ def trainable_mask(params, freeze_patterns) -> dict:
     return mask
 
 
+def effective_warmup(cfg: TrainConfig) -> int:
+    """The warm-up the schedule uses: `warmup_steps`, except that a run no longer than its warm-up (which would
+    never reach its peak rate) warms up over its first tenth instead."""
+    return cfg.warmup_steps if cfg.warmup_steps < cfg.num_steps else max(1, cfg.num_steps // 10)
+
+
 def learning_rate_schedule(cfg: TrainConfig) -> optax.Schedule:
-    """0 -> lr linearly over warmup_steps, then cosine to final_lr_ratio * lr at num_steps (or constant)."""
-    warmup = min(cfg.warmup_steps, cfg.num_steps)
+    """0 -> lr linearly over the warm-up, then cosine to final_lr_ratio * lr at num_steps (or constant)."""
+    warmup = effective_warmup(cfg)
     if cfg.schedule == "constant":
         return optax.join_schedules(
             [optax.linear_schedule(0.0, cfg.learning_rate, warmup), optax.constant_schedule(cfg.learning_rate)],

@@ -47,7 +47,15 @@ def make_mesh(shape=(-1, 1, 1), devices=None) -> Mesh:
             raise ValueError(f"mesh shape {tuple(shape)}: {len(devices)} devices are not divisible by {rest}")
         shape[shape.index(-1)] = len(devices) // rest
     if math.prod(shape) != len(devices):
-        raise ValueError(f"mesh shape {tuple(shape)} needs {math.prod(shape)} devices, {len(devices)} are available")
+        hint = ""
+        if jax.default_backend() == "cpu":
+            hint = (
+                f" (to try a mesh on CPU, simulate devices: "
+                f"XLA_FLAGS=--xla_force_host_platform_device_count={math.prod(shape)})"
+            )
+        raise ValueError(
+            f"mesh shape {tuple(shape)} needs {math.prod(shape)} devices, {len(devices)} are available{hint}"
+        )
     return jax.make_mesh(tuple(shape), AXES, axis_types=(jax.sharding.AxisType.Auto,) * 3, devices=devices)
 
 

@@ -48,7 +48,7 @@ def contact_sheet(
     while len(cells) % columns:
         cells.append(np.full_like(cells[0], 255))
     rows = [np.concatenate(cells[i : i + columns], 1) for i in range(0, len(cells), columns)]
-    sheet = np.concatenate(rows, 0)
+    sheet: np.ndarray = np.concatenate(rows, 0)
     if cell_scale != 1.0:
         sheet = cv2.resize(sheet, None, fx=cell_scale, fy=cell_scale, interpolation=cv2.INTER_AREA)
     return sheet
@@ -72,4 +72,3 @@ def run(args: ContactSheetArgs) -> int:
     cv2.imwrite(str(args.out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])
     print(f"{args.out}: {len(STYLES)} styles, {sheet.shape[1]}x{sheet.shape[0]}")
     return 0
-

@@ -79,7 +79,8 @@ def unstack_states(arrays: dict[str, np.ndarray]) -> list[PadState]:
 
 def _rgba(color: Color, alpha: int = 255) -> tuple[int, int, int, int]:
     """Premultiplied RGBA for OpenCV drawing."""
-    return tuple(int(round(c * alpha / 255)) for c in color) + (alpha,)
+    r, g, b = color
+    return int(round(r * alpha / 255)), int(round(g * alpha / 255)), int(round(b * alpha / 255)), alpha
 
 
 def _pt(x: float, y: float) -> tuple[int, int]:
@@ -87,7 +88,8 @@ def _pt(x: float, y: float) -> tuple[int, int]:
 
 
 def _mix(a: Color, b: Color, t: float) -> Color:
-    return tuple(int(round(x + (y - x) * t)) for x, y in zip(a, b, strict=True))
+    (ar, ag, ab), (br, bg, bb) = a, b
+    return int(round(ar + (br - ar) * t)), int(round(ag + (bg - ag) * t)), int(round(ab + (bb - ab) * t))
 
 
 def _shape(img: np.ndarray, style: OverlayStyle, e: Element, fill: Color | None, line: Color, width: int) -> None:
@@ -104,17 +106,7 @@ def _shape(img: np.ndarray, style: OverlayStyle, e: Element, fill: Color | None,
 def _rounded_rect(img, cx, cy, w, h, r, fill: Color | None, line: Color | None, width: int) -> None:
     x0, y0, x1, y1 = cx - w / 2 + 0.5, cy - h / 2 + 0.5, cx + w / 2 - 0.5, cy + h / 2 - 0.5
     r = max(0.0, min(r, (x1 - x0) / 2, (y1 - y0) / 2))
-    pts = []
-    for (ax, ay), start in (
-        ((x1 - r, y0 + r), -90),
-        ((x1 - r, y1 - r), 0),
-        ((x0 + r, y1 - r), 90),
-        ((x0 + r, y0 + r), 180),
-    ):
-        for k in range(5):
-            t = np.deg2rad(start + 22.5 * k)
-            pts.append(_pt(ax + r * np.cos(t), ay + r * np.sin(t)))
-    poly = np.array(pts, np.int32)
+    poly = _corner_arcs(x0, y0, x1, y1, r, 5)
     if fill is not None:
         cv2.fillPoly(img, [poly], _rgba(fill), cv2.LINE_AA, _SHIFT)
     if line is not None:
@@ -197,6 +189,7 @@ def _face_color(style: OverlayStyle, e: Element) -> Color | None:
 def _draw_button(img: np.ndarray, style: OverlayStyle, e: Element, pressed: bool) -> None:
     """A face, D-pad, shoulder or menu button, idle or lit."""
     face = _face_color(style, e)
+    fill: Color | None
     if pressed:
         fill = face if face is not None and style.face_fill else style.highlight
         fill = _mix(fill, (255, 255, 255), 0.25) if face is not None and style.face_fill else fill
@@ -329,16 +322,20 @@ def _draw_body(img: np.ndarray, style: OverlayStyle) -> None:
 
 
 def _rounded_poly(cx, cy, w, h, r) -> np.ndarray:
+    return _corner_arcs(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2, r, 7)
+
+
+def _corner_arcs(x0: float, y0: float, x1: float, y1: float, r: float, points: int) -> np.ndarray:
+    """The outline of a rectangle with corners rounded to radius r, `points` per quarter circle, in fixed point."""
     pts = []
-    x0, y0, x1, y1 = cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
     for (ax, ay), start in (
         ((x1 - r, y0 + r), -90),
         ((x1 - r, y1 - r), 0),
         ((x0 + r, y1 - r), 90),
         ((x0 + r, y0 + r), 180),
     ):
-        for k in range(7):
-            t = np.deg2rad(start + 15 * k)
+        for k in range(points):
+            t = np.deg2rad(start + 90 / (points - 1) * k)
             pts.append(_pt(ax + r * np.cos(t), ay + r * np.sin(t)))
     return np.array(pts, np.int32)
 
@@ -367,9 +364,11 @@ def _base(style: OverlayStyle) -> np.ndarray:
                     at = (e.cx + side * (e.w / 2 + 9), e.cy)
                 else:
                     at = (e.cx, e.cy - e.h / 2 - 6)
+                text = _element_label(style, e)
+                assert text is not None  # every family's label table names both triggers
                 _label(
                     img,
-                    _element_label(style, e),
+                    text,
                     *at,
                     7,
                     _label_color(style, None, False) if style.body else style.line_color,

@@ -9,7 +9,7 @@ Some styles of every family are held out of parser training to measure exactly t
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Any, Literal
 
 from nitrogen_jax.actions import STANDARD_BUTTONS
 
@@ -205,8 +205,10 @@ XBOX_FACE = ((96, 176, 60), (220, 60, 50), (50, 120, 220), (240, 190, 40))  # A 
 PS_FACE = ((110, 150, 230), (230, 80, 90), (220, 120, 200), (60, 200, 170))  # cross, circle, square, triangle
 SNES_FACE = ((240, 200, 40), (220, 50, 50), (60, 170, 80), (70, 90, 200))  # B, A, Y, X as on the Super Famicom
 
-_DARK = dict(body_color=(36, 38, 44), line_color=(140, 146, 158), button_fill=(66, 68, 78), label_color=(230, 232, 238))
-_LIGHT = dict(
+_DARK: dict[str, Any] = dict(
+    body_color=(36, 38, 44), line_color=(140, 146, 158), button_fill=(66, 68, 78), label_color=(230, 232, 238)
+)
+_LIGHT: dict[str, Any] = dict(
     body_color=(232, 234, 238),
     line_color=(90, 94, 104),
     button_fill=(205, 208, 214),
@@ -214,7 +216,9 @@ _LIGHT = dict(
     cap_color=(120, 124, 134),
     highlight=(30, 30, 36),
 )
-_OUTLINE = dict(body=False, button_fill=None, line_width=2, line_color=(235, 235, 240), cap_color=(235, 235, 240))
+_OUTLINE: dict[str, Any] = dict(
+    body=False, button_fill=None, line_width=2, line_color=(235, 235, 240), cap_color=(235, 235, 240)
+)
 
 STYLES: dict[str, OverlayStyle] = {
     s.name: s

@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -264,16 +265,20 @@ class VideoWriter:
         if size[0] % 2 or size[1] % 2:
             raise ValueError(f"video size must be even for yuv420p, got {size}")
         self.path = path
+        av: Any  # the PyAV module, or None when it is missing
         try:
-            import av
+            import av as _av_module
+
+            av = _av_module
         except ImportError:  # pragma: no cover - the project installs PyAV
             av = None
-        name = "libx264" if codec == "h264" else "mpeg4"
+        name: str | None = "libx264" if codec == "h264" else "mpeg4"
         if av is None or name not in av.codecs_available:
             name = "mpeg4" if av is not None and "mpeg4" in av.codecs_available else None
         self.codec = "h264" if name == "libx264" else "mp4v"
+        self._container: Any  # an output av.container, or None when writing through OpenCV
         if name is None:
-            self._cv = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+            self._cv = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
             self._container = None
             return
         self._container = av.open(str(path), "w")
@@ -424,6 +429,7 @@ def make_overlay_video(
             if clutter:
                 clutter.draw(frame, i)
             if style_obj is not None:
+                assert position is not None  # drawn above whenever there is an overlay
                 frame, affine = composite(
                     frame,
                     render_premultiplied(style_obj, truth[i]),
@@ -436,6 +442,7 @@ def make_overlay_video(
             writer.write(frame)
     finally:
         writer.close()
+    assert game_box is not None  # gameplay_frames yields n >= 1 frames
     video = SynthVideo(
         path=path,
         fps=float(fps),
@@ -466,7 +473,7 @@ def _save_truth(video: SynthVideo) -> None:
         for f in dataclasses.fields(SynthVideo)
         if f.name not in ("path", "truth", "actions", "overlay_affine")
     }
-    arrays = {f"truth_{k}": v for k, v in stack_states(video.truth).items()}
+    arrays: dict[str, Any] = {f"truth_{k}": v for k, v in stack_states(video.truth).items()}
     arrays |= {f"actions_{k}": v for k, v in stack_states(video.actions).items()}
     np.savez_compressed(
         truth_path(video.path),
@@ -567,4 +574,3 @@ def run(args: MakeOverlayVideosArgs) -> int:
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     print(f"{args.out}: {len(manifest)} videos ({args.no_overlay} without overlay)")
     return 0
-

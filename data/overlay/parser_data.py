@@ -1,0 +1,285 @@
+"""Training and evaluation examples for the overlay parser: rendered overlays over real gameplay, degraded the way
+the extractor will see them.
+
+One example is what the extractor hands the parser for one video frame: the previous and current frame's overlay,
+each composited over a gameplay background at a random scale and opacity, compressed (JPEG at a random quality as a
+fast stand-in for a video codec), then rectified back into the template frame through an affine that is slightly
+wrong (what SIFT + RANSAC localisation error looks like: a pixel or two, about a degree, about 2% scale) and resized
+to PARSER_INPUT_HW; plus the style's neutral template at that size and the true current PadState.
+
+Pad states come half from `random_pad_stream` (consecutive frames of a plausible player, so prev and cur are real
+temporal pairs) and half drawn independently per element (every combination of presses, sticks anywhere in the
+square), so rare combinations are not rare in training. A share of examples can come from real compressed videos
+written by `make_overlay_video` (`VideoCrops`), so the parser also sees true codec artefacts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+
+import cv2
+import grain
+import numpy as np
+
+from nitrogen_jax.data.overlay.parser import CHANGE_MAP_HW, NUM_BUTTONS, rectify, resize_to_input
+from nitrogen_jax.data.overlay.render import PadState, composite, neutral_template, render_premultiplied
+from nitrogen_jax.data.overlay.styles import FAMILIES, STYLES, canonical_size
+from nitrogen_jax.data.overlay.synth import gameplay_frames, random_pad_stream
+
+TRIGGER_BUTTON_INDEX = (9, 13)  # left_trigger, right_trigger in STANDARD_BUTTONS
+
+
+@dataclasses.dataclass(frozen=True)
+class Degradation:
+    """The ranges examples are drawn from (defaults follow the issue: scale 0.6-1.2, opacity 0.5-1)."""
+
+    scale: tuple[float, float] = (0.6, 1.2)
+    opacity: tuple[float, float] = (0.5, 1.0)
+    jpeg_quality: tuple[int, int] = (20, 95)
+    shift_px: float = 1.5  # rectification error: translation (frame pixels, per axis, uniform +-)
+    rotation_deg: float = 1.0  # rotation (uniform +-)
+    scale_error: float = 0.02  # relative scale (uniform +-)
+
+
+def random_pad_state(rng: np.random.Generator) -> PadState:
+    """Every element independent: each button pressed with p = 0.3, sticks uniform in the square (a third of the
+    time at rest, a sixth at full deflection on some axis), triggers uniform (a third of the time at rest or full)."""
+    buttons = rng.random(NUM_BUTTONS) < 0.3
+
+    def stick() -> np.ndarray:
+        u = rng.random()
+        if u < 1 / 3:
+            return np.zeros(2, np.float32)
+        v = rng.uniform(-1, 1, 2)
+        if u < 0.5:
+            v[rng.integers(2)] = rng.choice([-1.0, 1.0])
+        return v.astype(np.float32)
+
+    triggers = rng.uniform(0, 1, 2)
+    rest = rng.random(2) < 1 / 3
+    triggers[rest] = rng.choice([0.0, 1.0], rest.sum())
+    buttons[list(TRIGGER_BUTTON_INDEX)] = triggers > 0.5
+    return PadState(buttons, stick(), stick(), triggers.astype(np.float32))
+
+
+def perturb_affine(affine: np.ndarray, family: str, deg: Degradation, rng: np.random.Generator) -> np.ndarray:
+    """`affine` (template -> frame) composed with a small similarity about the template centre: the rectification
+    error the parser must tolerate."""
+    w, h = canonical_size(family)
+    angle = np.deg2rad(rng.uniform(-deg.rotation_deg, deg.rotation_deg))
+    s = 1 + rng.uniform(-deg.scale_error, deg.scale_error)
+    rot = s * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    centre = np.array([w / 2, h / 2])
+    m = np.eye(3)
+    m[:2, :2], m[:2, 2] = rot, centre - rot @ centre
+    a = np.vstack([affine, [0, 0, 1]]) @ m
+    a[:2, 2] += rng.uniform(-deg.shift_px, deg.shift_px, 2)
+    return a[:2]
+
+
+def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    """RGB uint8 through a JPEG round trip (4:2:0 chroma, as video codecs)."""
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+@functools.cache
+def template_input(style_name: str) -> np.ndarray:
+    """The style's neutral template at PARSER_INPUT_HW: what the parser is given for a style."""
+    return resize_to_input(neutral_template(STYLES[style_name]))
+
+
+def gameplay_clips(games: Sequence[str], frames: int, seed: int, fps: float = 15.0) -> list[np.ndarray]:
+    """One clip per game, uint8 [frames, H, W, 3] native frames of a scripted player (at a low fps, so a clip spans
+    more of the game), the backgrounds the overlay is drawn over."""
+    rng = np.random.default_rng([seed, 5])
+    return [np.stack(list(gameplay_frames(g, random_pad_stream(frames, fps, rng), fps, seed))) for g in games]
+
+
+def family_index(style_name: str) -> np.ndarray:
+    return np.int32(FAMILIES.index(STYLES[style_name].family))
+
+
+@functools.cache
+def _neutral_premultiplied(style_name: str) -> np.ndarray:
+    return render_premultiplied(STYLES[style_name], None)
+
+
+def change_map(style_name: str, premultiplied: np.ndarray) -> np.ndarray:
+    """float32 CHANGE_MAP_HW: the share of each cell of the template frame where this render differs from the neutral
+    one (a press, a displaced cap, a trigger fill): a dense target that teaches the encoder what to look at long
+    before 17 labels per example would."""
+    diff = np.abs(premultiplied.astype(np.int16) - _neutral_premultiplied(style_name)).max(-1) > 32
+    h, w = CHANGE_MAP_HW
+    return cv2.resize(diff.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
+
+
+def background_patch(frame: np.ndarray, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """A random region of a gameplay frame shown at a random zoom (games fill screens of any size), as (w, h); now
+    and then the flat border colour a 4:3 game leaves beside it."""
+    w, h = size
+    if rng.random() < 0.1:
+        return np.full((h, w, 3), rng.integers(0, 60, 3), np.uint8)
+    zoom = rng.uniform(1.5, 4.0)
+    fh, fw = frame.shape[:2]
+    cw, ch = min(fw, max(4, int(w / zoom))), min(fh, max(4, int(h / zoom)))
+    x, y = rng.integers(0, fw - cw + 1), rng.integers(0, fh - ch + 1)
+    return cv2.resize(frame[y : y + ch, x : x + cw], (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def render_example(
+    style_name: str,
+    prev: PadState,
+    cur: PadState,
+    backgrounds: tuple[np.ndarray, np.ndarray],
+    rng: np.random.Generator,
+    deg: Degradation = Degradation(),
+) -> dict[str, np.ndarray]:
+    """One parser example from two pad states over two consecutive background frames."""
+    style = STYLES[style_name]
+    w, h = canonical_size(style.family)
+    scale, opacity = rng.uniform(*deg.scale), rng.uniform(*deg.opacity)
+    margin = 6
+    size = (int(np.ceil(w * scale)) + 2 * margin, int(np.ceil(h * scale)) + 2 * margin)
+    x, y = margin + rng.uniform(-1, 1), margin + rng.uniform(-1, 1)
+    quality = int(rng.integers(deg.jpeg_quality[0], deg.jpeg_quality[1] + 1))
+    zoom_state = rng.bit_generator.state  # the same background region for both frames
+    crops, affine, overlay = [], None, None
+    for state, bg in zip((prev, cur), backgrounds, strict=True):
+        rng.bit_generator.state = zoom_state
+        patch = background_patch(bg, size, rng)
+        overlay = render_premultiplied(style, state)
+        frame, affine = composite(patch, overlay, x=x, y=y, scale=scale, opacity=opacity, premultiplied=True)
+        crops.append(jpeg(frame, quality))
+    wrong = perturb_affine(affine, style.family, deg, rng)
+    prev_crop, cur_crop = (rectify(c, wrong, style.family) for c in crops)
+    return {
+        "prev": prev_crop,
+        "cur": cur_crop,
+        "template": template_input(style_name),
+        **truth_arrays(cur),
+        "changed": change_map(style_name, overlay),
+        "family": family_index(style_name),
+    }
+
+
+def truth_arrays(state: PadState) -> dict[str, np.ndarray]:
+    return {
+        "buttons": state.buttons.astype(np.float32),
+        "j_left": state.j_left,
+        "j_right": state.j_right,
+        "triggers": state.triggers,
+    }
+
+
+class RenderedPairs:
+    """Random-access parser examples: example i is a pure function of (seed, i), so a Grain MapDataset over it is
+    reproducible and resumable. Backgrounds are gameplay clips, uint8 [T >= 2, H, W, 3] each (`gameplay_clips`)."""
+
+    def __init__(
+        self,
+        styles: Sequence[str],
+        backgrounds: Sequence[np.ndarray],
+        seed: int,
+        deg: Degradation = Degradation(),
+        stream_share: float = 0.5,
+        num_streams: int = 16,
+        stream_len: int = 600,
+    ):
+        unknown = [s for s in styles if s not in STYLES]
+        if unknown:
+            raise ValueError(f"unknown overlay styles {unknown}; known: {sorted(STYLES)}")
+        bad = [c.shape for c in backgrounds if c.ndim != 4 or c.shape[0] < 2 or c.shape[3] != 3]
+        if not backgrounds or bad:
+            raise ValueError(f"backgrounds must be clips of uint8 [frames >= 2, H, W, 3], got {bad or 'none'}")
+        self.styles, self.backgrounds, self.seed, self.deg = tuple(styles), backgrounds, seed, deg
+        self.stream_share = stream_share
+        rng = np.random.default_rng([seed, 1])
+        self.streams = [random_pad_stream(stream_len, float(rng.choice([30.0, 60.0])), rng) for _ in range(num_streams)]
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng([self.seed, 2, index])
+        style = self.styles[rng.integers(len(self.styles))]
+        if rng.random() < self.stream_share:
+            stream = self.streams[rng.integers(len(self.streams))]
+            t = int(rng.integers(1, len(stream)))
+            prev, cur = stream[t - 1], stream[t]
+        else:
+            cur = random_pad_state(rng)
+            prev = cur if rng.random() < 0.5 else random_pad_state(rng)
+        clip = self.backgrounds[rng.integers(len(self.backgrounds))]
+        t = int(rng.integers(1, clip.shape[0]))
+        return render_example(style, prev, cur, (clip[t - 1], clip[t]), rng, self.deg)
+
+
+def stack_examples(examples: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {k: np.stack([e[k] for e in examples]) for k in examples[0]}
+
+
+def batches(source, batch_size: int, threads: int = 2) -> grain.DatasetIterator:
+    """An endless iterator of stacked batches (example i of batch k is source[k * batch_size + i]), rendered by
+    `threads` threads ahead of the training step (OpenCV releases the GIL)."""
+    ds = grain.MapDataset.range(1 << 40).map(source.__getitem__).batch(batch_size, batch_fn=stack_examples)
+    return ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=4)).__iter__()
+
+
+def fixed_set(source, n: int) -> dict[str, np.ndarray]:
+    """The first n examples of a source, stacked: an evaluation set."""
+    return stack_examples([source[i] for i in range(n)])
+
+
+class VideoCrops:
+    """Examples cut from real compressed overlay videos (`make_overlay_video`): consecutive rectified frames with
+    the video's true states, through the video's true affine perturbed like the rendered ones."""
+
+    def __init__(self, videos: Sequence, seed: int, deg: Degradation = Degradation()):
+        import av
+
+        rng = np.random.default_rng([seed, 3])
+        self.prev, self.cur, self.templates, self.truth = [], [], [], []
+        for v in videos:
+            frames = []
+            with av.open(str(v.path)) as container:
+                frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+            wrong = perturb_affine(v.overlay_affine, v.family, deg, rng)
+            crops = [rectify(f, wrong, v.family) for f in frames]
+            for t in range(1, min(len(crops), len(v.truth))):
+                self.prev.append(crops[t - 1])
+                self.cur.append(crops[t])
+                self.templates.append(v.style)
+                self.truth.append(
+                    truth_arrays(v.truth[t])
+                    | {
+                        "changed": change_map(v.style, render_premultiplied(STYLES[v.style], v.truth[t])),
+                        "family": family_index(v.style),
+                    }
+                )
+
+    def __len__(self) -> int:
+        return len(self.cur)
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        i = index % len(self.cur)
+        return {
+            "prev": self.prev[i],
+            "cur": self.cur[i],
+            "template": template_input(self.templates[i]),
+            **self.truth[i],
+        }
+
+
+class Mixture:
+    """Example i from `b` with probability `share_b` (decided by (seed, i)), else from `a`."""
+
+    def __init__(self, a, b, share_b: float, seed: int):
+        self.a, self.b, self.share_b, self.seed = a, b, share_b, seed
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng([self.seed, 4, index])
+        if self.b is not None and rng.random() < self.share_b:
+            return self.b[int(rng.integers(1 << 30))]
+        return self.a[index]

@@ -1,0 +1,101 @@
+"""Alignment by time: labels of a 60 fps / 1080p original on a 30 fps / 720p local copy, checked frame by frame.
+
+Every frame of the local copy carries the number of the original frame it shows as 10 black/white blocks, which
+survive the crop, resize and JPEG, so each written sample says which source frame it was made from."""
+
+import cv2
+import numpy as np
+import pytest
+
+from nitrogen_jax.actions import Gamepad
+from nitrogen_jax.data.example import decode_sample
+from nitrogen_jax.data.layout import LabelError, frame_box, write_chunks
+from nitrogen_jax.data.pipeline import run_preprocess
+from nitrogen_jax.data.preprocess import PreprocessConfig
+from nitrogen_jax.data.tfrecord import scan_records
+from nitrogen_jax.data.video import frames_at_times, write_video
+
+BITS, W, H = 10, 1280, 720
+OVERLAY_1080P = [1500, 800, 300, 200]  # x, y, w, h in the original's pixels: (1000, 533)-(1200, 667) at 720p
+START_FRAME, ROWS = 60, 90  # labels start 1 s into the original, 1.5 s of 60 fps rows
+
+
+def numbered_frame(source_frame: int) -> np.ndarray:
+    img = np.full((H, W, 3), 90, np.uint8)
+    for b in range(BITS):
+        if source_frame >> b & 1:
+            img[:200, b * 128 : (b + 1) * 128] = 255
+        else:
+            img[:200, b * 128 : (b + 1) * 128] = 0
+    img[533:667, 1000:1200] = (255, 0, 255)  # the input overlay, where the 1080p box lands once scaled
+    return img
+
+
+def read_number(rgb: np.ndarray) -> int:
+    """The source frame number drawn by numbered_frame, read from any resize of the full frame."""
+    h, w = rgb.shape[:2]
+    y = int(100 / H * h)
+    return sum(1 << b for b in range(BITS) if rgb[y, int((b + 0.5) * 128 / W * w)].mean() > 128)
+
+
+@pytest.fixture(scope="module")
+def local_copy(tmp_path_factory):
+    """A 30 fps, 720p copy (local frame k shows original frame 2k) and labels timed on the 60 fps, 1080p original."""
+    root = tmp_path_factory.mktemp("align")
+    video = write_video(root / "videos" / "vid.mp4", (numbered_frame(2 * k) for k in range(90)), 30)
+    rng = np.random.default_rng(0)
+    pad = Gamepad(rng.random((ROWS, 17)) < 0.5, rng.uniform(-1, 1, (ROWS, 2)), rng.uniform(-1, 1, (ROWS, 2)))
+    write_chunks(
+        root / "labels",
+        "vid",
+        pad,
+        start_frame=START_FRAME,
+        video_fps=60,
+        resolution=(1080, 1920),
+        bbox_controller_overlay=OVERLAY_1080P,
+        chunk_size=60,
+    )
+    return root, video
+
+
+@pytest.mark.parametrize("backend", ["av", "cv2"])
+def test_frames_are_found_by_timestamp(local_copy, backend):
+    _, video = local_copy
+    times = 1.0 + np.arange(ROWS) / 60  # label rows of the 60 fps original
+    got = list(frames_at_times(str(video), times, 30.0, backend))
+    assert [k for k, _, _ in got] == list(range(ROWS))
+    # row r is at original frame 60 + r; the 30 fps copy shows original frame 2 * floor((60 + r) / 2) then
+    want = [2 * ((START_FRAME + r) // 2) for r in range(ROWS)]
+    assert [read_number(f) for _, _, f in got] == want
+    assert [i for _, i, _ in got] == [(START_FRAME + r) // 2 for r in range(ROWS)]
+
+
+def test_pipeline_aligns_rows_and_scales_boxes(local_copy, tmp_path):
+    root, _ = local_copy
+    m = run_preprocess([root / "labels"], root / "videos", tmp_path, PreprocessConfig(density_threshold=0))
+    samples = sorted(
+        (decode_sample(d) for p in tmp_path.glob("*.tfrecord") for _, d in scan_records(p)), key=lambda s: s.label_row
+    )
+    assert m["counts"]["samples"] == len(samples) == ROWS and m["skipped"] == []
+    for s in samples:
+        img = cv2.imdecode(np.frombuffer(s.jpeg, np.uint8), cv2.IMREAD_COLOR_RGB)
+        assert read_number(img) == 2 * ((START_FRAME + s.label_row) // 2), s.label_row  # the frame shown then
+        assert s.frame_index == (START_FRAME + s.label_row) // 2
+        # the 1080p overlay box scaled to 720p: (1000, 533)-(1200, 667) -> (200, 190)-(240, 237) at 256
+        assert img[195:232, 204:236].max() < 40, "the overlay is blacked out"
+        assert img[150:185, 100:190].mean() > 60, "and nothing else"
+
+
+def test_a_box_that_does_not_fit_is_refused(local_copy, tmp_path):
+    root, _ = local_copy
+    with pytest.raises(LabelError, match=r"vid_chunk_0000: box \[1500, 800, 300, 200\] is \(1500, 800\)-\(1800, "):
+        frame_box(OVERLAY_1080P, W, H, None, "vid_chunk_0000")
+    assert frame_box(OVERLAY_1080P, W, H, (1080, 1920)) == (1000, 533, 1200, 667)
+    labels = tmp_path / "labels"  # the same labels without the source resolution: the box is off the 720p frame
+    write_chunks(labels, "vid", Gamepad.zeros(30), start_frame=60, video_fps=60, bbox_controller_overlay=OVERLAY_1080P)
+    m = run_preprocess([labels], root / "videos", tmp_path / "out", PreprocessConfig(density_threshold=0))
+    assert m["counts"]["chunks_skipped"] == 1 and m["counts"].get("samples", 0) == 0 and m["shards"] == []
+    (skip,) = m["skipped"]
+    assert "does not fit the 1280x720 frame" in skip["reason"] and "vid_chunk_0000" in skip["input"]
+    with pytest.raises(Exception, match=r"box \[1500, 800, 300, 200\].*does not fit the 1280x720 frame"):
+        run_preprocess([labels], root / "videos", tmp_path / "o2", PreprocessConfig(density_threshold=0, strict=True))

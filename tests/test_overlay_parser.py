@@ -1,0 +1,165 @@
+"""The overlay parser: grid read-out, API checks, save/load, shipped weights and a short training run.
+
+The floors are what a correct parser clears with margin and a real bug (sticks swapped, y flipped, buttons out of
+order, templates ignored) does not: such bugs put stick R^2 near or below zero and button accuracy near the share of
+unpressed buttons (about 0.7 on these examples).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nitrogen_jax.data.overlay.parser import (
+    PARSER_INPUT_HW,
+    STICK_GRID,
+    OverlayParser,
+    ParsedPads,
+    ParserConfig,
+    grid_centres,
+    grid_expectation,
+    rectify,
+)
+from nitrogen_jax.data.overlay.parser_data import RenderedPairs, gameplay_clips, template_input
+from nitrogen_jax.data.overlay.render import composite, render_overlay
+from nitrogen_jax.data.overlay.styles import HELDOUT_STYLES, STYLES, TRAIN_STYLES, canonical_size
+from nitrogen_jax.data.overlay.synth import HELDOUT_GAMES
+from nitrogen_jax.data.overlay.train_parser import (
+    TrainParserArgs,
+    reading_metrics,
+    stick_grid_target,
+    train_parser,
+)
+
+TINY = ParserConfig(dims=(16, 32, 48), depths=(1, 1, 1), heads=(1, 1, 2), decoder_dim=32, head_dim=48)
+H, W = PARSER_INPUT_HW
+
+
+@pytest.fixture(scope="module")
+def heldout_clips():
+    return gameplay_clips(HELDOUT_GAMES, 24, seed=123)
+
+
+def read_per_style(parser: OverlayParser, styles, clips, n_per_style: int, seed: int):
+    """Fresh examples of each style read through the public `parse` (one template per call); stacked truth and
+    readings."""
+    reads, truths = [], []
+    for k, style in enumerate(styles):
+        src = RenderedPairs([style], clips, seed=seed + k, num_streams=2, stream_len=120)
+        ex = [src[i] for i in range(n_per_style)]
+        parsed = parser.parse(
+            np.stack([e["prev"] for e in ex]), np.stack([e["cur"] for e in ex]), template_input(style)
+        )
+        reads.append(dataclasses.asdict(parsed))
+        truths.append({k2: np.stack([e[k2] for e in ex]) for k2 in ("buttons", "j_left", "j_right", "triggers")})
+    cat = lambda ds: {k: np.concatenate([d[k] for d in ds]) for k in ds[0]}  # noqa: E731
+    return cat(reads), cat(truths)
+
+
+def test_grid_expectation_reads_cell_centres_x_then_y():
+    c = grid_centres()
+    assert c[0] == -1 and c[-1] == 1 and len(c) == STICK_GRID
+    logits = np.full((2, STICK_GRID, STICK_GRID), -1e4, np.float32)
+    logits[0, 2, 9] = 0  # row (y) 2, column (x) 9
+    logits[1, 10, 0] = 0  # bottom-left: y down is +1
+    xy = np.asarray(grid_expectation(jnp.asarray(logits)))
+    np.testing.assert_allclose(xy, [[c[9], c[2]], [-1, 1]], atol=1e-6)
+    np.testing.assert_allclose(grid_expectation(jnp.zeros((1, STICK_GRID, STICK_GRID))), [[0, 0]], atol=1e-6)
+
+
+def test_stick_target_expectation_is_the_stick_position():
+    xy = jnp.asarray([[0.37, -0.81], [1.0, -1.0], [0.0, 0.0]], jnp.float32)
+    target = stick_grid_target(xy)
+    np.testing.assert_allclose(target.sum((-1, -2)), 1, atol=1e-6)
+    np.testing.assert_allclose(grid_expectation(jnp.log(target + 1e-12)), xy, atol=1e-4)
+
+
+def test_parse_shapes_ranges_and_batches_of_any_size():
+    parser = OverlayParser(TINY, OverlayParser.init(TINY).params, batch_size=4)
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, (6, H, W, 3), dtype=np.uint8)
+    out = parser.parse(crops, crops[::-1], crops[0])
+    assert isinstance(out, ParsedPads) and len(out) == 6
+    assert out.buttons.shape == (6, 17) and out.triggers.shape == (6, 2)
+    assert out.j_left.shape == out.j_right.shape == (6, 2)
+    assert all(a.dtype == np.float32 for a in dataclasses.astuple(out))
+    assert (out.buttons >= 0).all() and (out.buttons <= 1).all() and (np.abs(out.j_left) <= 1).all()
+    # 6 frames ran as a full batch and a padded one: the padded rows must not change the real ones
+    first = parser.parse(crops[4:], crops[::-1][4:], crops[0])
+    np.testing.assert_allclose(first.j_right, out.j_right[4:], atol=1e-5)
+    assert len(parser.parse(crops[:0], crops[:0], crops[0])) == 0
+
+
+def test_parse_rejects_bad_input_by_name():
+    parser = OverlayParser.init(TINY)
+    good = np.zeros((2, H, W, 3), np.uint8)
+    with pytest.raises(ValueError, match="cur must be uint8"):
+        parser.parse(good, good.astype(np.float32), good[0])
+    with pytest.raises(ValueError, match="template must be uint8"):
+        parser.parse(good, good, good)
+    with pytest.raises(ValueError, match="prev must be uint8"):
+        parser.parse(np.zeros((2, 64, 64, 3), np.uint8), good, good[0])
+
+
+def test_rectify_inverts_composite():
+    style = STYLES[TRAIN_STYLES[0]]
+    overlay = render_overlay(style, None)
+    frame = np.full((360, 640, 3), 0, np.uint8)
+    shown, affine = composite(frame, overlay, x=101.3, y=57.8, scale=0.9, opacity=1.0)
+    crop = rectify(shown, affine, style.family)
+    assert crop.shape == (H, W, 3) and crop.dtype == np.uint8
+    assert np.abs(crop.astype(int) - template_input(style.name).astype(int)).mean() < 6
+    with pytest.raises(ValueError, match="2x3"):
+        rectify(shown, np.eye(3), style.family)
+    with pytest.raises(ValueError, match="unknown overlay family"):
+        rectify(shown, affine, "sega")
+    assert canonical_size(style.family)  # the family's template frame is what rectify warps into
+
+
+def test_save_load_round_trip(tmp_path):
+    parser = OverlayParser.init(TINY, seed=3)
+    parser.save(tmp_path / "p", note="test")
+    loaded = OverlayParser.load(tmp_path / "p")
+    assert loaded.config == TINY
+    # stored as float16: exactly the rounded params come back, as float32
+    rounded = jax.tree.map(lambda a: np.asarray(a, np.float16).astype(np.float32), jax.device_get(parser.params))
+    jax.tree.map(np.testing.assert_array_equal, rounded, jax.device_get(loaded.params))
+    crops = np.random.default_rng(1).integers(0, 256, (3, H, W, 3), dtype=np.uint8)
+    a, b = parser.parse(crops, crops, crops[0]), loaded.parse(crops, crops, crops[0])
+    for x, y in zip(dataclasses.astuple(a), dataclasses.astuple(b), strict=True):
+        np.testing.assert_allclose(x, y, atol=2e-2)
+    with pytest.raises(FileNotFoundError, match="not an OverlayParser.save directory"):
+        OverlayParser.load(tmp_path / "missing")
+
+
+def test_shipped_weights_read_fresh_heldout_renders(heldout_clips):
+    parser = OverlayParser.load()
+    assert parser.config.input_hw == PARSER_INPUT_HW
+    read, truth = read_per_style(parser, TRAIN_STYLES[::3], heldout_clips, 16, seed=777)
+    m = reading_metrics(read, truth)
+    assert m["button_accuracy"] >= 0.95 and m["stick_r2"] >= 0.85 and m["trigger_mae"] <= 0.1, m
+    read, truth = read_per_style(parser, HELDOUT_STYLES, heldout_clips, 16, seed=888)
+    m = reading_metrics(read, truth)
+    assert m["button_accuracy"] >= 0.9 and m["stick_r2"] >= 0.6, m
+
+
+@pytest.mark.slow
+def test_short_training_beats_the_floor(heldout_clips):
+    args = TrainParserArgs(
+        steps=60,
+        batch_size=16,
+        videos=0,
+        background_frames=24,
+        learning_rate=3e-3,
+        warmup_steps=10,
+        dims=TINY.dims,
+        depths=TINY.depths,
+    )
+    parser, _ = train_parser(args)
+    read, truth = read_per_style(parser, TRAIN_STYLES[:2], heldout_clips, 32, seed=999)
+    m = reading_metrics(read, truth)
+    assert m["button_accuracy"] >= 0.8 and m["stick_r2"] >= 0.3, m
