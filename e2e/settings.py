@@ -40,6 +40,8 @@ class ExtractSettings:
     or 'auto' (overlay when the extractor is installed, else truth, said so in the report)."""
     workers: int = 1
     """Extraction worker processes."""
+    parser: str | None = None
+    """Overlay parser weights folder (default: the weights shipped in data/overlay/weights)."""
 
 
 @dataclasses.dataclass(frozen=True)
