@@ -68,3 +68,14 @@ def test_caveat_when_a_baseline_matches_or_overlaps_the_policy():
     assert len(lines) == 2
     assert "on a the constant baseline" in lines[0] and "matches or beats" in lines[0]
     assert "on b" in lines[1] and "random" in lines[1] and "overlap" in lines[1]
+
+
+def test_eval_command_runs_the_constant_baseline(tmp_path):
+    from nitrogen_jax.cli import main
+
+    out = tmp_path / "eval"
+    args = ["eval", "--preset", "tiny", "--rollouts", "1", "--max-frames", "30", "--tasks", "breakout_break_brick"]
+    assert main([*args, "--constant-from", str(_labels(tmp_path / "labels")), "--out", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    assert "| policy | random | constant |" in report and "holds dpad_left, the most frequent action" in report
+    assert "**caveat**" in report  # 30 frames: nobody breaks a brick, so the baselines match the policy
