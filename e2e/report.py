@@ -115,8 +115,15 @@ def write_report(out: Path, s: E2ESettings) -> Path:
     lines += ["## Extraction accuracy (against the withheld truth)", ""]
     if accuracy["method"] == "truth":
         lines += [
-            "**The overlay extractor was not installed: the stages after extract used the withheld truth "
-            "labels, so these figures are 100% by construction and say nothing about extraction.**",
+            "**The overlay extractor or its parser weights were not installed: the stages after extract used the "
+            "withheld truth labels, so these figures are 100% by construction and say nothing about extraction.**",
+            "",
+        ]
+    elif accuracy.get("game_area_set_from_recording"):
+        lines += [
+            f"Read off the video alone by `data.overlay.extract`; the game area of "
+            f"{accuracy['game_area_set_from_recording']} chunk(s) was set from the recording layout (the extractor "
+            "only finds black bars, and our overlay sits beside the game).",
             "",
         ]
     lines += [
