@@ -174,7 +174,7 @@ def write_report(out: Path, s: E2ESettings) -> Path:
         if st is not None:
             total += st["seconds"]
             lines.append(f"| {name} | {st['seconds']:.0f} |")
-    lines += [f"| all but report | {total:.0f} |", ""]
+    lines += [f"| total before this page | {total:.0f} |", ""]
     path = page_dir / PAGE
     path.write_text("\n".join(lines) + "\n")
     return path
