@@ -68,7 +68,7 @@ def _rate(r: dict) -> str:
 def write_report(out: Path, s: E2ESettings) -> Path:
     """out/report/report.md with loss.png and policy.gif beside it."""
     from nitrogen_jax.e2e.replay import policy_gif
-    from nitrogen_jax.e2e.stages import STAGE_NAMES, read_stage
+    from nitrogen_jax.e2e.stage_record import STAGE_ORDER, read_stage
     from nitrogen_jax.sim_bridge.report import baseline_caveats
     from nitrogen_jax.sim_bridge.tasks import select_tasks
 
@@ -169,7 +169,7 @@ def write_report(out: Path, s: E2ESettings) -> Path:
     ]
     lines += ["## Stages", "", "| stage | seconds (when it last ran) |", "|---|---|"]
     total = 0.0
-    for name in STAGE_NAMES:
+    for name in STAGE_ORDER:
         st = read_stage(out, name)
         if st is not None:
             total += st["seconds"]

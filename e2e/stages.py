@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nitrogen_jax.e2e.settings import E2ESettings
-
-STAGE_FILE = "stage.json"
+from nitrogen_jax.e2e.stage_record import STAGE_FILE, STAGE_ORDER, read_stage, stage_dir
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,16 +80,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("report", ("record", "extract", "train", "evaluate"), lambda s: s.eval.gif_frames, _report),
 )
 STAGE_NAMES = tuple(st.name for st in STAGES)
+assert STAGE_NAMES == STAGE_ORDER, (STAGE_NAMES, STAGE_ORDER)
 _BY_NAME = {st.name: st for st in STAGES}
-
-
-def stage_dir(out: Path, name: str) -> Path:
-    return Path(out) / "stages" / name
-
-
-def read_stage(out: Path, name: str) -> dict | None:
-    path = stage_dir(out, name) / STAGE_FILE
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 def fingerprint(out: Path, stage: Stage, s: E2ESettings) -> str:

@@ -3,7 +3,8 @@
 import pytest
 
 from nitrogen_jax.e2e.cli import E2EArgs, run
-from nitrogen_jax.e2e.stages import STAGE_NAMES, read_stage
+from nitrogen_jax.e2e.stage_record import read_stage
+from nitrogen_jax.e2e.stages import STAGE_NAMES
 
 
 @pytest.mark.slow  # a few minutes on 2 CPU cores: record, preprocess, 20 training steps, a real evaluation

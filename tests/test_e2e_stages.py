@@ -9,7 +9,8 @@ import pytest
 from nitrogen_jax.e2e.extraction import score
 from nitrogen_jax.e2e.record import RecordSettings
 from nitrogen_jax.e2e.settings import E2ESettings
-from nitrogen_jax.e2e.stages import read_stage, run_all, run_stage
+from nitrogen_jax.e2e.stage_record import read_stage
+from nitrogen_jax.e2e.stages import run_all, run_stage
 
 
 def small(seconds=1.0) -> E2ESettings:
