@@ -19,6 +19,7 @@ import json
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 from nitrogen_jax.data.pipeline import run_preprocess
 from nitrogen_jax.data.sample_data import make_sample_shards
@@ -107,25 +108,27 @@ def main() -> None:
         t = time.perf_counter()
         tc = s.train.replace(num_steps=steps, batch_size=a.batch_size, save_every=steps, warmup_steps=min(100, steps))
         summary = train(s.model, tc, tfrecord_batches(data, augment=False), a.out / name, pretrained=pretrained)
+        if summary.policy_dir is None:
+            raise RuntimeError(f"{a.out / name}: training stopped before exporting a policy")
         return summary.policy_dir, time.perf_counter() - t
 
     pre, pre_s = run("pretrain", a.pretrain_steps, pretrain_data)
     ft, ft_s = run("finetune", a.finetune_steps, heldout, pretrained=pre)
     sc, sc_s = run("scratch", a.finetune_steps, heldout)
     rows = {
-        "pretrained only (no Breakout)": (pre, pre_s),
-        "pretrained + fine-tuned": (ft, ft_s),
-        "from scratch": (sc, sc_s),
+        "pretrained only (no Breakout)": ("pretrain", pre, pre_s),
+        "pretrained + fine-tuned": ("finetune", ft, ft_s),
+        "from scratch": ("scratch", sc, sc_s),
     }
-    results = {}
-    for label, (policy, seconds) in rows.items():
+    results: dict[str, dict[str, Any]] = {}
+    for label, (_, policy, seconds) in rows.items():
         results[label] = {"val_loss": val_loss(policy, val, s.model.action_horizon), "seconds": seconds}
     if a.rollouts:
         from nitrogen_jax.e2e.evaluation import evaluate_policy
 
-        for label, (policy, _) in rows.items():
+        for label, (name, policy, _) in rows.items():
             ev = dataclasses.replace(s.eval, rollouts=a.rollouts)
-            out = a.out / "eval" / label.split()[0]
+            out = a.out / "eval" / name
             evaluate_policy(policy, a.out / "data_breakout" / "truth", out, ev)
             r = json.loads((out / "results.json").read_text())["tasks"]["breakout_break_brick"]["policy"]
             results[label]["success"] = f"{r['rate']:.0%} [{r['low']:.0%}, {r['high']:.0%}]"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from nitrogen_jax.e2e.settings import EvalSettings
 
@@ -29,7 +30,7 @@ def evaluate_policy(policy_dir: Path, labels_dir: Path, out: Path, s: EvalSettin
     policy = Policy.load(policy_dir)
     horizon = policy.config.action_horizon
     pad, share = most_frequent_action(labels_dir)
-    agents = [
+    agents: list[PolicyAgent | RandomAgent | ConstantAgent] = [
         PolicyAgent(policy, s.temperature, seed=seed),
         RandomAgent(horizon, seed=seed),
         ConstantAgent(pad, horizon),
@@ -44,7 +45,7 @@ def evaluate_policy(policy_dir: Path, labels_dir: Path, out: Path, s: EvalSettin
     }
     write_report(results, tasks, out, header)
     rates = success_rates(results, "task")
-    summary = {
+    summary: dict[str, Any] = {
         "constant_action": describe_pad(pad),
         "constant_share": share,
         "tasks": {

@@ -69,6 +69,7 @@ def write_report(out: Path, s: E2ESettings) -> Path:
     """out/report/report.md with loss.png and policy.gif beside it."""
     from nitrogen_jax.e2e.replay import policy_gif
     from nitrogen_jax.e2e.stage_record import STAGE_ORDER, read_stage
+    from nitrogen_jax.sim_bridge.evaluate import Rate
     from nitrogen_jax.sim_bridge.report import baseline_caveats
     from nitrogen_jax.sim_bridge.tasks import select_tasks
 
@@ -97,7 +98,11 @@ def write_report(out: Path, s: E2ESettings) -> Path:
     ]
     lines += ["## Verdict", ""]
     lines += [f"- {verdict(t, r)}" for t, r in results["tasks"].items()]
-    by_task = {(t, a): _RateView(**v) for t, r in results["tasks"].items() for a, v in r.items()}
+    by_task = {
+        (t, a): Rate(v["successes"], v["trials"], v["low"], v["high"])
+        for t, r in results["tasks"].items()
+        for a, v in r.items()
+    }
     agents = list(next(iter(results["tasks"].values())))
     lines += [f"- {c}" for c in baseline_caveats(by_task, list(results["tasks"]), agents)]
     lines += ["", "## Task success (95% Wilson intervals)", ""]
@@ -178,16 +183,6 @@ def write_report(out: Path, s: E2ESettings) -> Path:
     path = page_dir / PAGE
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-class _RateView:
-    """A results.json rate read back with the fields `baseline_caveats` uses."""
-
-    def __init__(self, successes: int, trials: int, low: float, high: float, rate: float):
-        self.successes, self.trials, self.low, self.high, self.rate = successes, trials, low, high, rate
-
-    def __str__(self) -> str:
-        return f"{self.rate:.0%} [{self.low:.0%}, {self.high:.0%}] ({self.successes}/{self.trials})"
 
 
 def _model_line(s: E2ESettings) -> str:
