@@ -1,5 +1,5 @@
 """The Grain loader over real shards: batch contract, exact resume (in-process and with worker processes),
-seeded shuffle, per-process sharding, augmentations, corrupt/truncated/empty shards, global arrays on a mesh."""
+seeded shuffle global across processes, augmentations, corrupt/truncated/empty shards, global arrays on a mesh."""
 
 import gc
 import hashlib
@@ -100,6 +100,34 @@ def test_epoch_shuffle_and_process_shards(shards):
         for i in range(3)
     ]
     assert [len(p) for p in parts] == [80, 80, 80] and sorted(sum(parts, [])) == sorted(plain)
+    # One global permutation dealt round-robin: the processes' streams interleave back into the 1-process order.
+    assert [parts[i % 3][i // 3] for i in range(n)] == a
+
+
+def test_global_shuffle_every_epoch_over_two_processes(shards):
+    """Over 3 epochs of 2 processes, each epoch's union is every record once and epochs are reshuffled."""
+    n = len(TFRecordSource(shards))
+    per_process = [
+        digests(
+            make_loader(
+                shards,
+                batch_size=8,
+                seed=5,
+                action_horizon=H,
+                augment=False,
+                num_epochs=3,
+                shard_index=i,
+                shard_count=2,
+            )
+        )
+        for i in range(2)
+    ]
+    half = n // 2
+    epochs = [
+        sorted(per_process[0][e * half : (e + 1) * half] + per_process[1][e * half : (e + 1) * half]) for e in range(3)
+    ]
+    assert epochs[0] == epochs[1] == epochs[2] and len(set(epochs[0])) == n
+    assert per_process[0][:half] != per_process[0][half : 2 * half]  # a new permutation each epoch
 
 
 def test_augmentations_stay_in_range():
