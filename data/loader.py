@@ -6,8 +6,8 @@
 
 Built on Grain: `TFRecordSource` is a random-access source over the shards' index sidecars, local or in a bucket
 (one `os.pread`, or one ranged GET for `gs://` / `s3://`, per record; safe under Grain's reader threads); an
-`EpochShuffleSampler` deals each process its slice of one global permutation per epoch (the shuffle spans hosts); decoding and augmentation are Grain transforms run in worker
-processes with prefetch. Records that fail their CRC are logged (file and offset), counted and dropped, or
+`EpochShuffleSampler` deals each process its slice of one global permutation per epoch (the shuffle spans hosts);
+decoding and augmentation are Grain transforms run in worker processes with prefetch. Records that fail their CRC are logged (file and offset), counted and dropped, or
 raise when `strict`.
 """
 
@@ -24,9 +24,9 @@ import cv2
 import grain
 import numpy as np
 
+from nitrogen_jax.data import storage
 from nitrogen_jax.data.augment import RandomGeometric, RandomPhotometric
 from nitrogen_jax.data.example import decode_sample
-from nitrogen_jax.data import storage
 from nitrogen_jax.data.tfrecord import FOOTER, HEADER, RecordError, check_record, read_index
 
 log = logging.getLogger(__name__)
