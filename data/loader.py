@@ -7,8 +7,8 @@
 Built on Grain: `TFRecordSource` is a random-access source over the shards' index sidecars, local or in a bucket
 (one `os.pread`, or one ranged GET for `gs://` / `s3://`, per record; safe under Grain's reader threads); an
 `EpochShuffleSampler` deals each process its slice of one global permutation per epoch (the shuffle spans hosts);
-decoding and augmentation are Grain transforms run in worker processes with prefetch. Records that fail their CRC are logged (file and offset), counted and dropped, or
-raise when `strict`.
+decoding and augmentation are Grain transforms run in worker processes with prefetch. Records that fail their CRC
+are logged (file and offset), counted and dropped, or raise when `strict`.
 """
 
 from __future__ import annotations
