@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from tests/s3_server.py are redefined as arguments)
 """The loader over object storage: shards in an S3 bucket (a real moto server over HTTP) give exactly the records
 and batches of the same shards on local disk, by ranged reads, in-process and in Grain worker processes; a bad
 object is reported with its URL."""
