@@ -186,3 +186,30 @@ def test_global_batch_on_a_mesh(shards):
     np.testing.assert_array_equal(np.asarray(g["action_mask"]), host["action_mask"])
     g = global_batch(host, mesh, P("data"))
     assert g["frames"].sharding.spec == P("data") and g["frames"].addressable_shards[0].data.shape == (2, 256, 256, 3)
+
+
+def test_device_augmentation_matches_the_host_one(shards):
+    """The loader's device mode draws the host augmentation's numbers from the same record RNG; applied on the
+    device they give the host's pixels up to interpolation rounding."""
+    from nitrogen_jax.data.augment import RandomAugmentParams
+    from nitrogen_jax.data.device_augment import augment_on_device
+
+    plain = next(make_loader(shards, batch_size=4, seed=7, action_horizon=H, augment=False))
+    dev = next(make_loader(shards, batch_size=4, seed=7, action_horizon=H, augment_on="device"))
+    np.testing.assert_array_equal(dev["frames"], plain["frames"])  # frames left as decoded
+    assert dev["augment"].shape == (4, 6) and dev["augment"].dtype == np.float32
+    frames = plain["frames"]
+    host, params = [], []
+    for i, f in enumerate(frames):
+        r_host, r_dev = np.random.default_rng(i), np.random.default_rng(i)
+        host.append(
+            RandomPhotometric().random_map(RandomGeometric().random_map({"frames": f}, r_host), r_host)["frames"]
+        )
+        params.append(RandomAugmentParams().random_map({"frames": f}, r_dev)["augment"])
+    on_device = np.asarray(augment_on_device(frames, np.stack(params)))
+    assert on_device.shape == frames.shape and on_device.dtype == np.uint8
+    diff = np.abs(on_device.astype(int) - np.stack(host).astype(int))
+    assert diff.mean() < 1.0 and np.percentile(diff, 99) <= 4, (diff.mean(), np.percentile(diff, 99))
+    assert np.abs(on_device.astype(int) - frames.astype(int)).mean() > 5  # and it did change the frames
+    with pytest.raises(ValueError, match="augment_on must be 'host' or 'device', got 'gpu'"):
+        make_loader(shards, batch_size=4, seed=0, action_horizon=H, augment_on="gpu")

@@ -99,6 +99,7 @@ class TFRecordBatches:
     ):
         self.dataset = check_dataset_dir(dataset)
         self.options = {"augment": augment, "num_workers": num_workers, "shuffle": shuffle, "num_epochs": num_epochs}
+        self.options["augment_on"] = "device"  # the train step applies the augmentation: the loader only decodes
 
     def __call__(
         self, *, batch_size: int, seed: int, action_horizon: int, shard_index: int, shard_count: int

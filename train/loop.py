@@ -21,7 +21,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from nitrogen_jax.config import NitroGenConfig
-from nitrogen_jax.data.loader import BATCH_KEYS
+from nitrogen_jax.data.loader import BATCH_KEYS, TRAIN_KEYS
 from nitrogen_jax.model import PARTS, NitroGenModel, abstract_params, count_parameters
 from nitrogen_jax.train.checkpoint import (
     CheckpointStore,
@@ -297,7 +297,9 @@ def _loop(run: _Run, start: int, eval_batches: list[dict], progress: bool) -> tu
             pending = None
             while step < cfg.num_steps:
                 local = next(run.data)
-                run.state, metrics = run.train_step(run.state, place_batch({k: local[k] for k in BATCH_KEYS}, mesh))
+                run.state, metrics = run.train_step(
+                    run.state, place_batch({k: v for k, v in local.items() if k in TRAIN_KEYS}, mesh)
+                )
                 step += 1
                 if pending is not None:
                     report(*pending)
