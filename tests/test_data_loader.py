@@ -213,3 +213,15 @@ def test_device_augmentation_matches_the_host_one(shards):
     assert np.abs(on_device.astype(int) - frames.astype(int)).mean() > 5  # and it did change the frames
     with pytest.raises(ValueError, match="augment_on must be 'host' or 'device', got 'gpu'"):
         make_loader(shards, batch_size=4, seed=0, action_horizon=H, augment_on="gpu")
+
+
+def test_device_parameters_are_the_host_transforms_draws():
+    from nitrogen_jax.data.augment import RandomAugmentParams, geometric_params
+
+    frame = np.zeros((256, 200, 3), np.uint8)
+    for seed in range(20):
+        r_host, r_dev = np.random.default_rng(seed), np.random.default_rng(seed)
+        theta, s, cx, cy = geometric_params(r_host, 256, 200, 5.0, 0.85)
+        b, c = r_host.uniform(0.8, 1.2), r_host.uniform(0.85, 1.15)
+        got = RandomAugmentParams().random_map({"frames": frame}, r_dev)["augment"]
+        np.testing.assert_allclose(got, np.array([theta, s, cx, cy, b, c], np.float32), rtol=1e-6)
