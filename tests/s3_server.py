@@ -52,9 +52,10 @@ def moto_server() -> Iterator[str]:
         proc.wait(timeout=10)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
-    """A moto S3 server; this process's (and its children's) AWS variables point at it for the module."""
+    """A moto S3 server; this process's (and its children's) AWS variables point at it for the session. One per
+    session: fsspec (under orbax's epath) caches its S3 client with the endpoint it was made with."""
     pytest.importorskip("s3fs")
     saved = {k: os.environ.get(k) for k in (*S3_ENV, "AWS_ENDPOINT_URL")}
     with moto_server() as url:
