@@ -98,8 +98,7 @@ class TFRecordBatches:
         num_epochs: int | None = None,
     ):
         self.dataset = check_dataset_dir(dataset)
-        self.options = {"augment": augment, "num_workers": num_workers, "shuffle": shuffle, "num_epochs": num_epochs}
-        self.options["augment_on"] = "device"  # the train step applies the augmentation: the loader only decodes
+        self.augment, self.num_workers, self.shuffle, self.num_epochs = augment, num_workers, shuffle, num_epochs
 
     def __call__(
         self, *, batch_size: int, seed: int, action_horizon: int, shard_index: int, shard_count: int
@@ -113,7 +112,11 @@ class TFRecordBatches:
             action_horizon=action_horizon,
             shard_index=shard_index,
             shard_count=shard_count,
-            **self.options,
+            augment=self.augment,
+            num_workers=self.num_workers,
+            shuffle=self.shuffle,
+            num_epochs=self.num_epochs,
+            augment_on="device",  # the train step applies the augmentation: the loader's core only decodes
         )
 
     def alignment(self) -> dict[str, Any] | None:
