@@ -4,11 +4,11 @@
     batch = next(it)   # {"frames": uint8 [B,256,256,3], "actions": f32 [B,H,A], "action_mask": f32 [B,H,A]}
     state = it.get_state(); ...; it.set_state(state)   # continues with exactly the same batches
 
-Built on Grain: `TFRecordSource` is a random-access source over the shards' index sidecars (one `os.pread` per
-record, safe under Grain's reader threads); an `EpochShuffleSampler` gives the seeded global shuffle, epochs and the
-per-process shard for multi-host training; decoding and augmentation are Grain transforms run in worker
-processes with prefetch. Records that fail their CRC are logged (file and offset), counted and dropped, or
-raise when `strict`.
+Built on Grain: `TFRecordSource` is a random-access source over the shards' index sidecars, local or in a bucket
+(one `os.pread`, or one ranged GET for `gs://` / `s3://`, per record; safe under Grain's reader threads); an
+`EpochShuffleSampler` deals each process its slice of one global permutation per epoch (the shuffle spans hosts);
+decoding and augmentation are Grain transforms run in worker processes with prefetch. Records that fail their CRC
+are logged (file and offset), counted and dropped, or raise when `strict`.
 """
 
 from __future__ import annotations
@@ -24,12 +24,19 @@ import cv2
 import grain
 import numpy as np
 
-from nitrogen_jax.data.augment import RandomGeometric, RandomPhotometric
+try:
+    import simplejpeg
+except ImportError:  # optional: cv2 decodes the same pixels, a little slower
+    simplejpeg = None
+
+from nitrogen_jax.data import storage
+from nitrogen_jax.data.augment import AUGMENT_KEY, RandomAugmentParams, RandomGeometric, RandomPhotometric
 from nitrogen_jax.data.example import decode_sample
-from nitrogen_jax.data.tfrecord import FOOTER, HEADER, RecordError, read_index, read_record
+from nitrogen_jax.data.tfrecord import FOOTER, HEADER, RecordError, check_record, read_index
 
 log = logging.getLogger(__name__)
 BATCH_KEYS = ("frames", "actions", "action_mask")
+TRAIN_KEYS = (*BATCH_KEYS, AUGMENT_KEY)  # what the train step takes: "augment" when augmenting on the device
 
 
 class TFRecordSource(grain.sources.RandomAccessDataSource):
@@ -41,9 +48,7 @@ class TFRecordSource(grain.sources.RandomAccessDataSource):
     """
 
     def __init__(self, shards: str | Path | list, strict: bool = False):
-        paths = (
-            sorted(Path(shards).glob("*.tfrecord")) if isinstance(shards, (str, Path)) else [Path(p) for p in shards]
-        )
+        paths = storage.list_files(shards, ".tfrecord") if isinstance(shards, (str, Path)) else [str(p) for p in shards]
         if not paths:
             raise FileNotFoundError(f"no *.tfrecord shards in {shards}")
         self.strict = strict
@@ -52,17 +57,16 @@ class TFRecordSource(grain.sources.RandomAccessDataSource):
         for p in paths:
             index = self._checked_index(p)
             if index is not None:
-                self._paths.append(str(p))
+                self._paths.append(p)
                 self._index.append(index)
                 starts.append(starts[-1] + len(index))
         if starts[-1] == 0:
             raise RecordError(f"no readable records in {shards}: " + "; ".join(self.problems))
         self._starts = starts
         self.corrupt_records = 0
-        self._fds: dict[int, int] = {}
-        self._pid: int | None = None
+        self._reader = storage.RangeReader()
 
-    def _checked_index(self, path: Path) -> np.ndarray | None:
+    def _checked_index(self, path: str) -> np.ndarray | None:
         """The shard's index, cut to the records that lie wholly inside the file; None for an unusable shard."""
         try:
             index = read_index(path)
@@ -72,7 +76,7 @@ class TFRecordSource(grain.sources.RandomAccessDataSource):
         if not len(index):
             self._problem(f"{path}: empty shard (0 records)")
             return None
-        size = path.stat().st_size
+        size = storage.file_size(path)
         inside = index[:, 0] + index[:, 1] + HEADER + FOOTER <= size
         fit = len(index) if inside.all() else int(np.argmin(inside))
         if fit < len(index):
@@ -95,25 +99,16 @@ class TFRecordSource(grain.sources.RandomAccessDataSource):
 
     def __getitem__(self, i: int) -> bytes | None:
         s = bisect.bisect_right(self._starts, i) - 1
-        offset, length = self._index[s][i - self._starts[s]]
+        offset, length = (int(v) for v in self._index[s][i - self._starts[s]])
+        path = self._paths[s]
         try:
-            return read_record(self._fd(s), int(offset), int(length), self._paths[s])
+            return check_record(self._reader.read(path, offset, HEADER + length + FOOTER), length, offset, path)
         except RecordError as e:
             if self.strict:
                 raise
             self.corrupt_records += 1
             log.warning("dropping record %d: %s", i, e)
             return None
-
-    def _fd(self, s: int) -> int:
-        if self._pid != os.getpid():  # after fork or unpickling in a worker, open our own descriptors
-            self._fds, self._pid = {}, os.getpid()
-        if s not in self._fds:
-            self._fds[s] = os.open(self._paths[s], os.O_RDONLY)
-        return self._fds[s]
-
-    def __getstate__(self):
-        return {**self.__dict__, "_fds": {}, "_pid": None}
 
     def __repr__(self) -> str:
         return f"TFRecordSource({len(self._paths)} shards, {len(self)} records)"
@@ -124,13 +119,16 @@ class TFRecordSource(grain.sources.RandomAccessDataSource):
 
 
 class EpochShuffleSampler:
-    """Grain sampler: this process's contiguous share of the records, in a fresh seeded permutation each epoch.
+    """Grain sampler: one seeded permutation of ALL records per epoch, dealt round-robin to the processes.
 
-    Grain's IndexSampler shuffles record by record through a lazy index shuffle, about 100 us a record on this
-    machine (a tenth of the loader's per-sample budget); one numpy permutation per epoch costs ~nothing per record.
-    Grain's DataLoader asks process p for global indices p, p + n, p + 2n, ... (n processes), so position
-    index // n of this process's stream is what we look up. Deterministic in (seed, index), so Grain's iterator
-    state (the next index) resumes it exactly.
+    Process p of n takes positions p, p + n, p + 2n, ... of the epoch's global permutation, so the processes of an
+    epoch together see every record once (the last `records % n` of each permutation are left out, so all
+    processes take the same number) and the shuffle mixes records across hosts, not only within a host's range.
+    Grain's DataLoader asks process p for global indices p, p + n, p + 2n, ..., which is exactly that position:
+    `epoch, position = divmod(index, records_used)`.
+
+    One numpy permutation per epoch (Grain's lazy IndexSampler costs ~100 us a record here, a tenth of the
+    per-sample budget). Deterministic in (seed, index), so Grain's iterator state (the next index) resumes exactly.
     """
 
     def __init__(
@@ -142,7 +140,7 @@ class EpochShuffleSampler:
         if per_shard == 0:
             raise ValueError(f"{num_records} records cannot be split over {shard_count} processes")
         self.shard_options = grain.sharding.ShardOptions(shard_index, shard_count, drop_remainder=True)
-        self._first, self._count = shard_index * per_shard, per_shard
+        self._records, self._used = num_records, per_shard * shard_count
         self._shuffle, self._num_epochs, self._seed = shuffle, num_epochs, seed
         self._epoch = -1
         self._order: np.ndarray | None = None
@@ -150,22 +148,17 @@ class EpochShuffleSampler:
     def __repr__(self) -> str:  # Grain checks a restored iterator's sampler by its repr
         o = self.shard_options
         return (
-            f"EpochShuffleSampler(records={self._first}+{self._count}, shard={o.shard_index}/{o.shard_count}, "
-            f"shuffle={self._shuffle}, num_epochs={self._num_epochs}, seed={self._seed})"
+            f"EpochShuffleSampler(records={self._used} of {self._records}, shard={o.shard_index}/{o.shard_count}, "
+            f"global shuffle={self._shuffle}, num_epochs={self._num_epochs}, seed={self._seed})"
         )
 
     def __len__(self) -> int:
-        epochs = (
-            self._num_epochs
-            if self._num_epochs is not None
-            else sys.maxsize // (self._count * self.shard_options.shard_count)
-        )
-        return epochs * self._count * self.shard_options.shard_count
+        return (self._num_epochs if self._num_epochs is not None else sys.maxsize // self._used) * self._used
 
     def _permutation(self, epoch: int) -> np.ndarray:
         if epoch != self._epoch:
             rng = np.random.default_rng([self._seed, epoch])
-            self._order = rng.permutation(self._count) if self._shuffle else np.arange(self._count)
+            self._order = rng.permutation(self._records) if self._shuffle else np.arange(self._records)
             self._epoch = epoch
         assert self._order is not None
         return self._order
@@ -173,8 +166,8 @@ class EpochShuffleSampler:
     def __getitem__(self, index: int) -> grain.RecordMetadata:
         if not 0 <= index < len(self):
             raise IndexError(f"sampler index {index} is outside [0, {len(self)})")
-        epoch, position = divmod(index // self.shard_options.shard_count, self._count)
-        key = self._first + int(self._permutation(epoch)[position])
+        epoch, position = divmod(index, self._used)
+        key = int(self._permutation(epoch)[position])
         return grain.RecordMetadata(
             index=index, record_key=key, rng=np.random.Generator(np.random.Philox(key=self._seed + index))
         )
@@ -199,6 +192,17 @@ def _opencv_single_threaded() -> None:
         _opencv_configured_in = os.getpid()
 
 
+def decode_jpeg(data: bytes) -> np.ndarray | None:
+    """RGB uint8 pixels of a JPEG, None if it does not decode. simplejpeg (libjpeg-turbo straight to RGB, no
+    BGR swap or extra buffer) decodes these frames ~15% faster than cv2.imdecode, to the same pixels."""
+    if simplejpeg is None:
+        return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB)
+    try:
+        return simplejpeg.decode_jpeg(data, colorspace="RGB")
+    except ValueError:
+        return None
+
+
 @dataclasses.dataclass(frozen=True)
 class DecodeSample(grain.transforms.Map):
     """Serialized Example -> {"frames" RGB uint8 [S,S,3], "actions" f32 [H,A], "action_mask" f32 [H,A]}."""
@@ -214,7 +218,7 @@ class DecodeSample(grain.transforms.Map):
                 f"record of {s.video_id} row {s.label_row} holds {s.actions.shape[0]} action steps, "
                 f"the loader asks for {self.action_horizon}: preprocess with a longer --horizon"
             )
-        frame = cv2.imdecode(np.frombuffer(s.jpeg, np.uint8), cv2.IMREAD_COLOR_RGB)
+        frame = decode_jpeg(s.jpeg)
         if frame is None or frame.shape != (self.image_size, self.image_size, 3):
             raise ValueError(
                 f"record of {s.video_id} row {s.label_row}: frame is not a "
@@ -240,6 +244,7 @@ def make_loader(
     worker_buffer_size: int = 2,
     image_size: int = 256,
     read_threads: int = 0,
+    augment_on: str = "host",
 ):
     """An iterator of training batches with get_state()/set_state() (see module docstring).
 
@@ -250,15 +255,20 @@ def make_loader(
     sequence depends on num_workers: resume with the same value.
     read_threads: threads prefetching raw records in each process. A local read costs ~25 us against ~700 us of
     decode and augment, and a reader thread only contends for the GIL (-15% samples/s here), so 0 by default;
-    raise it for high-latency storage (network mounts).
+    raise it for high-latency storage (network mounts) and buckets.
+    augment_on: "host" augments the frames here; "device" leaves them as decoded and adds the per-record
+    parameters as batch["augment"] (float32 [B, 6]) for `augment_on_device` in the train step, which keeps this
+    core on decoding (the training path: train/data.py).
     """
+    if augment_on not in ("host", "device"):
+        raise ValueError(f"augment_on must be 'host' or 'device', got {augment_on!r}")
     source = TFRecordSource(shards_dir, strict=strict)
     sampler = EpochShuffleSampler(
         len(source), shard_index=shard_index, shard_count=shard_count, shuffle=shuffle, num_epochs=num_epochs, seed=seed
     )
     ops = [DropCorrupt(), DecodeSample(action_horizon, image_size)]
     if augment:
-        ops += [RandomGeometric(), RandomPhotometric()]
+        ops += [RandomAugmentParams()] if augment_on == "device" else [RandomGeometric(), RandomPhotometric()]
     ops.append(grain.transforms.Batch(batch_size, drop_remainder=True))
     loader = grain.DataLoader(
         data_source=source,

@@ -7,7 +7,7 @@
 
 Nothing scales with the dataset on the launcher: inputs are found by Beam's own file matching on the workers (a
 handful of patterns in the job graph, not one element per chunk), and every read and write goes through Beam's
-`FileSystems` (`storage.py`), so `gs://` and `s3://` paths work on Dataflow, Flink or Spark as local ones do on the
+`FileSystems` (`pipeline_io.py`), so `gs://` and `s3://` paths work on Dataflow, Flink or Spark as local ones do on the
 DirectRunner. Heavy bytes (frames, JPEGs) never cross a shuffle: only label chunks (kilobytes), segments (a slice
 of encoded actions) and reports are grouped. A segment is a bounded work item: it seeks to its start time and
 writes its shards under temporary names moved into place, so a retried segment restarts cleanly.
@@ -20,7 +20,7 @@ import posixpath
 from pathlib import Path
 
 from nitrogen_jax.actions import get_layout
-from nitrogen_jax.data import storage
+from nitrogen_jax.data import pipeline_io as storage
 from nitrogen_jax.data.beam import PipelineOptions, beam
 from nitrogen_jax.data.layout import (
     LABELS_FILE,

@@ -1,78 +1,101 @@
-"""Paths that may be local or in object storage (gs://, s3://), read and written through Beam's `FileSystems`.
+"""Training-side storage: paths that are local folders or object-store URLs (`gs://`, `s3://`), read through one
+small interface (the preprocessing pipeline writes through Beam's filesystems instead: `pipeline_io.py`).
 
-The pipeline's workers and its launcher touch files only through these helpers, so a bucket takes the same code
-path as a local folder. Object stores have no rename: a shard is written under a temporary name and moved into
-place (a copy and a delete there), so a reader never sees a half-written file under its final name.
+Training hosts on a pod read their shards straight from a bucket, so the loader lists, reads and range-reads
+through here: fsspec (gcsfs / s3fs) for URLs, and the local fast path (`os.pread` on a cached descriptor, no
+fsspec in the way) for plain paths. Endpoints and credentials come from the usual places (`AWS_ENDPOINT_URL`,
+`AWS_ACCESS_KEY_ID`, GCP application default credentials), so an emulator and a cloud bucket take the same code.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
-from typing import BinaryIO
+from pathlib import Path
+from typing import Any
 
-from nitrogen_jax.data.beam import CompressionTypes, FileSystems
-
-RAW = CompressionTypes.UNCOMPRESSED  # never let Beam guess a codec from the name: tarfile reads .tar.gz itself
+LOCAL_SCHEMES = ("", "file")
 
 
-def join(base: str, *parts: str) -> str:
-    """`base/part/...` for local paths and URLs alike (pathlib would turn `s3://b` into `s3:/b`)."""
-    return FileSystems.join(str(base), *parts)
+def scheme(path: str | os.PathLike) -> str:
+    s = str(path)
+    return s.split("://", 1)[0] if "://" in s else ""
 
 
-def is_remote(path: str) -> bool:
-    return "://" in str(path)
+def is_remote(path: str | os.PathLike) -> bool:
+    return scheme(path) not in LOCAL_SCHEMES
 
 
-def exists(path: str) -> bool:
-    return FileSystems.exists(str(path))
+def _filesystem(url: str) -> Any:
+    """A fresh fsspec filesystem for `url`'s scheme (not fsspec's shared instance: an async client made before a
+    fork is unusable in the child, so each process holds its own)."""
+    import fsspec
+
+    return fsspec.filesystem(scheme(url), skip_instance_cache=True)
 
 
-def is_file(path: str) -> bool:
-    """True when `path` names one file (not a folder or a key prefix)."""
-    path = str(path)
-    if not is_remote(path):
-        return os.path.isfile(path)
-    return any(m.path.rstrip("/") == path.rstrip("/") for m in FileSystems.match([path])[0].metadata_list)
+def _with_scheme(url: str, key: str) -> str:
+    return key if "://" in key else f"{scheme(url)}://{key}"
 
 
-def open_read(path: str) -> BinaryIO:
-    """A seekable binary stream (object stores read it in ranges; nothing is downloaded up front)."""
-    return FileSystems.open(str(path), compression_type=RAW)
+def join(folder: str | os.PathLike, name: str) -> str:
+    return f"{str(folder).rstrip('/')}/{name}" if is_remote(folder) else str(Path(folder) / name)
 
 
-def read_bytes(path: str) -> bytes:
-    with open_read(path) as f:
-        return f.read()
+def list_files(folder: str | os.PathLike, suffix: str) -> list[str]:
+    """Sorted paths (URLs for a bucket) of the files directly in `folder` whose names end with `suffix`."""
+    if not is_remote(folder):
+        return sorted(str(p) for p in Path(folder).glob(f"*{suffix}") if p.is_file())
+    url = str(folder).rstrip("/")
+    fs = _filesystem(url)
+    if not fs.isdir(url):
+        return []
+    return sorted(_with_scheme(url, k) for k in fs.ls(url, detail=False) if k.endswith(suffix))
 
 
-def write_bytes(path: str, data: bytes) -> None:
-    with FileSystems.create(str(path), compression_type=RAW) as f:
-        f.write(data)
+def exists(path: str | os.PathLike) -> bool:
+    return _filesystem(str(path)).exists(str(path)) if is_remote(path) else Path(path).exists()
 
 
-def rename(src: str, dst: str) -> None:
-    if exists(dst):
-        FileSystems.delete([dst])  # a retried work item overwrites its own earlier output
-    FileSystems.rename([src], [dst])
+def is_dir(path: str | os.PathLike) -> bool:
+    return _filesystem(str(path)).isdir(str(path)) if is_remote(path) else Path(path).is_dir()
 
 
-@contextlib.contextmanager
-def create_then_rename(path: str) -> Iterator[BinaryIO]:
-    """Write to `path + '.tmp'`, moved to `path` when the block ends without an error (removed when it fails)."""
-    tmp = f"{path}.tmp"
-    try:
-        with FileSystems.create(tmp, compression_type=RAW) as f:
-            yield f
-    except BaseException:
-        with contextlib.suppress(Exception):
-            FileSystems.delete([tmp])
-        raise
-    rename(tmp, path)
+def read_bytes(path: str | os.PathLike) -> bytes:
+    """A whole (small) file: an index sidecar, a manifest."""
+    return _filesystem(str(path)).cat_file(str(path)) if is_remote(path) else Path(path).read_bytes()
 
 
-def list_files(pattern: str) -> list[str]:
-    """Paths matching a Beam glob (`*` within a path segment, `**` across segments), sorted."""
-    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+def file_size(path: str | os.PathLike) -> int:
+    return int(_filesystem(str(path)).size(str(path))) if is_remote(path) else Path(path).stat().st_size
+
+
+class RangeReader:
+    """`read(path, offset, length)`: one `os.pread` for a local file, one ranged GET for an object.
+
+    Descriptors and clients are opened lazily and per process (a Grain worker, forked or spawned, opens its own),
+    and `pread` / ranged GETs keep no file position, so reader threads can share one.
+    """
+
+    def __init__(self) -> None:
+        self._fds: dict[str, int] = {}
+        self._filesystems: dict[str, Any] = {}
+        self._pid: int | None = None
+
+    def read(self, path: str, offset: int, length: int) -> bytes:
+        if self._pid != os.getpid():
+            self._fds, self._filesystems, self._pid = {}, {}, os.getpid()
+        if not is_remote(path):
+            fd = self._fds.get(path)
+            if fd is None:
+                fd = self._fds[path] = os.open(path, os.O_RDONLY)
+            return os.pread(fd, length, offset)
+        fs = self._filesystems.get(scheme(path))
+        if fs is None:
+            fs = self._filesystems[scheme(path)] = _filesystem(path)
+        return fs.cat_file(path, start=offset, end=offset + length)
+
+    def __getstate__(self) -> dict:  # descriptors and clients do not cross processes
+        return {"_fds": {}, "_filesystems": {}, "_pid": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)

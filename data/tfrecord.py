@@ -20,6 +20,8 @@ from typing import BinaryIO
 import google_crc32c
 import numpy as np
 
+from nitrogen_jax.data import storage
+
 HEADER = 12  # uint64 length + uint32 masked crc of the length
 FOOTER = 4  # uint32 masked crc of the data
 INDEX_SUFFIX = ".index"
@@ -79,10 +81,10 @@ def write_shard(path: str | Path, records) -> int:
 
 
 def read_index(shard: str | Path) -> np.ndarray:
-    """uint64 [N, 2] (offset, data length) of a shard; checked against the shard's size."""
-    ipath = index_path(shard)
+    """uint64 [N, 2] (offset, data length) of a shard, local or in a bucket (`gs://`, `s3://`)."""
+    ipath = f"{shard}{INDEX_SUFFIX}"
     try:
-        raw = ipath.read_bytes()
+        raw = storage.read_bytes(ipath)
     except FileNotFoundError:
         raise RecordError(
             f"{ipath}: index sidecar missing (rebuild it with `nitrogen-jax check-shards --rebuild-index`)"

@@ -133,7 +133,7 @@ def _av_open(path: str):
         raise VideoError(f"{path}: video file missing")
     try:
         if "://" in str(path):
-            from nitrogen_jax.data.storage import open_read
+            from nitrogen_jax.data.pipeline_io import open_read
 
             container = av.open(open_read(path))
         else:

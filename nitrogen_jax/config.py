@@ -83,7 +83,9 @@ class NitroGenConfig:
     """The whole policy: vision tower, VL mixer, DiT, action encoder/decoder and flow-matching settings.
 
     action_fps is the rate of the actions in a chunk (the release's 60 Hz, the seed's 30 Hz): data preprocessing
-    resamples labels to it. hidden_size is the width of the action tokens (and must equal the DiT width); context_len is the tokenizer's
+    resamples labels to it. action_shift is the number of action steps between a frame and the first action of its
+    chunk in the data the policy was trained on (the release: 3); it changes no weights, but fine-tuning data should
+    agree with it. hidden_size is the width of the action tokens (and must equal the DiT width); context_len is the tokenizer's
     max sequence length: image tokens are left-padded with zeros up to it, as in the release.
     """
 
@@ -94,6 +96,7 @@ class NitroGenConfig:
     action_layout: str = "release"
     action_horizon: int = 18
     action_fps: float = 60.0
+    action_shift: int = 0
     hidden_size: int = 1024
     dit_output_dim: int = 1024
     max_seq_len: int = 1024

@@ -2,6 +2,7 @@
 
 import pytest
 
+from tests.s3_server import bucket, s3_endpoint  # noqa: F401  (session S3 server fixtures, defined beside it)
 from tests.train_support import session_shards, subprocess_env
 
 

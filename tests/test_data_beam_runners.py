@@ -2,11 +2,7 @@
 storage (a local S3 server, moto, through Beam's own s3 filesystem: the code path of a cloud bucket)."""
 
 import json
-import socket
-import subprocess
-import sys
 import tarfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +15,7 @@ from nitrogen_jax.data.pipeline import run_preprocess
 from nitrogen_jax.data.preprocess import PreprocessConfig
 from nitrogen_jax.data.tfrecord import scan_records
 from nitrogen_jax.data.video import write_video
+from tests.s3_server import S3_ENV
 
 CFG = PreprocessConfig(density_threshold=0, segment_s=1.0, records_per_shard=25, action_horizon=4)
 
@@ -77,57 +74,26 @@ def test_multi_process_runner(inputs, tmp_path):
     check_output(m, {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name != "manifest.json"})
 
 
-@pytest.fixture
-def s3_server():
-    """moto's S3 server on 127.0.0.1 at a free port, shut down after the test."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = Path(sys.executable).with_name("moto_server")
-    proc = subprocess.Popen(
-        [str(server), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("moto_server did not start")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
 @pytest.mark.slow  # ~35 s: moto start-up and many small S3 requests
-def test_object_storage(inputs, s3_server, monkeypatch):
+def test_object_storage(inputs, bucket, s3_endpoint):
     import boto3
 
-    for k, v in {
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(k, v)
-    s3 = boto3.client("s3", endpoint_url=s3_server)
-    s3.create_bucket(Bucket="data")
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    name = bucket.removeprefix("s3://")
     for p in inputs.rglob("*"):
         rel = p.relative_to(inputs).as_posix()
         if p.is_file() and not rel.startswith("tree/"):
-            s3.upload_file(str(p), "data", rel)
+            s3.upload_file(str(p), name, rel)
     args = [
         "--runner=DirectRunner",
-        f"--s3_endpoint_url={s3_server}",
-        "--s3_access_key_id=test",
-        "--s3_secret_access_key=test",
-        "--s3_region_name=us-east-1",
+        f"--s3_endpoint_url={s3_endpoint}",
+        f"--s3_access_key_id={S3_ENV['AWS_ACCESS_KEY_ID']}",
+        f"--s3_secret_access_key={S3_ENV['AWS_SECRET_ACCESS_KEY']}",
+        f"--s3_region_name={S3_ENV['AWS_DEFAULT_REGION']}",
     ]
-    m = run_preprocess(["s3://data/labels"], "s3://data/videos", "s3://data/out", CFG, beam_args=args)
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="data", Prefix="out/")["Contents"]]
-    files = {k[4:]: s3.get_object(Bucket="data", Key=k)["Body"].read() for k in keys}
+    m = run_preprocess([f"{bucket}/labels"], f"{bucket}/videos", f"{bucket}/out", CFG, beam_args=args)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=name, Prefix="out/")["Contents"]]
+    files = {k[4:]: s3.get_object(Bucket=name, Key=k)["Body"].read() for k in keys}
     assert json.loads(files.pop("manifest.json")) == m  # written by the pipeline, into the bucket
     assert not [k for k in files if k.endswith(".tmp")]
     check_output(m, files)

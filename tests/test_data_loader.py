@@ -1,5 +1,5 @@
 """The Grain loader over real shards: batch contract, exact resume (in-process and with worker processes),
-seeded shuffle, per-process sharding, augmentations, corrupt/truncated/empty shards, global arrays on a mesh."""
+seeded shuffle global across processes, augmentations, corrupt/truncated/empty shards, global arrays on a mesh."""
 
 import gc
 import hashlib
@@ -100,6 +100,34 @@ def test_epoch_shuffle_and_process_shards(shards):
         for i in range(3)
     ]
     assert [len(p) for p in parts] == [80, 80, 80] and sorted(sum(parts, [])) == sorted(plain)
+    # One global permutation dealt round-robin: the processes' streams interleave back into the 1-process order.
+    assert [parts[i % 3][i // 3] for i in range(n)] == a
+
+
+def test_global_shuffle_every_epoch_over_two_processes(shards):
+    """Over 3 epochs of 2 processes, each epoch's union is every record once and epochs are reshuffled."""
+    n = len(TFRecordSource(shards))
+    per_process = [
+        digests(
+            make_loader(
+                shards,
+                batch_size=8,
+                seed=5,
+                action_horizon=H,
+                augment=False,
+                num_epochs=3,
+                shard_index=i,
+                shard_count=2,
+            )
+        )
+        for i in range(2)
+    ]
+    half = n // 2
+    epochs = [
+        sorted(per_process[0][e * half : (e + 1) * half] + per_process[1][e * half : (e + 1) * half]) for e in range(3)
+    ]
+    assert epochs[0] == epochs[1] == epochs[2] and len(set(epochs[0])) == n
+    assert per_process[0][:half] != per_process[0][half : 2 * half]  # a new permutation each epoch
 
 
 def test_augmentations_stay_in_range():
@@ -158,3 +186,42 @@ def test_global_batch_on_a_mesh(shards):
     np.testing.assert_array_equal(np.asarray(g["action_mask"]), host["action_mask"])
     g = global_batch(host, mesh, P("data"))
     assert g["frames"].sharding.spec == P("data") and g["frames"].addressable_shards[0].data.shape == (2, 256, 256, 3)
+
+
+def test_device_augmentation_matches_the_host_one(shards):
+    """The loader's device mode draws the host augmentation's numbers from the same record RNG; applied on the
+    device they give the host's pixels up to interpolation rounding."""
+    from nitrogen_jax.data.augment import RandomAugmentParams
+    from nitrogen_jax.data.device_augment import augment_on_device
+
+    plain = next(make_loader(shards, batch_size=4, seed=7, action_horizon=H, augment=False))
+    dev = next(make_loader(shards, batch_size=4, seed=7, action_horizon=H, augment_on="device"))
+    np.testing.assert_array_equal(dev["frames"], plain["frames"])  # frames left as decoded
+    assert dev["augment"].shape == (4, 6) and dev["augment"].dtype == np.float32
+    frames = plain["frames"]
+    host, params = [], []
+    for i, f in enumerate(frames):
+        r_host, r_dev = np.random.default_rng(i), np.random.default_rng(i)
+        host.append(
+            RandomPhotometric().random_map(RandomGeometric().random_map({"frames": f}, r_host), r_host)["frames"]
+        )
+        params.append(RandomAugmentParams().random_map({"frames": f}, r_dev)["augment"])
+    on_device = np.asarray(augment_on_device(frames, np.stack(params)))
+    assert on_device.shape == frames.shape and on_device.dtype == np.uint8
+    diff = np.abs(on_device.astype(int) - np.stack(host).astype(int))
+    assert diff.mean() < 1.0 and np.percentile(diff, 99) <= 4, (diff.mean(), np.percentile(diff, 99))
+    assert np.abs(on_device.astype(int) - frames.astype(int)).mean() > 5  # and it did change the frames
+    with pytest.raises(ValueError, match="augment_on must be 'host' or 'device', got 'gpu'"):
+        make_loader(shards, batch_size=4, seed=0, action_horizon=H, augment_on="gpu")
+
+
+def test_device_parameters_are_the_host_transforms_draws():
+    from nitrogen_jax.data.augment import RandomAugmentParams, geometric_params
+
+    frame = np.zeros((256, 200, 3), np.uint8)
+    for seed in range(20):
+        r_host, r_dev = np.random.default_rng(seed), np.random.default_rng(seed)
+        theta, s, cx, cy = geometric_params(r_host, 256, 200, 5.0, 0.85)
+        b, c = r_host.uniform(0.8, 1.2), r_host.uniform(0.85, 1.15)
+        got = RandomAugmentParams().random_map({"frames": frame}, r_dev)["augment"]
+        np.testing.assert_allclose(got, np.array([theta, s, cx, cy, b, c], np.float32), rtol=1e-6)

@@ -2,8 +2,9 @@
 
 Items of a step: `state` (params, EMA, optimiser state, step, rng; sharded arrays, saved asynchronously),
 `data` (the Grain iterator's position, one file per process), `model_config` and `train_config` (JSON).
-Orbax writes a step into a temporary folder and renames it when complete, so a step cut off mid-write (SIGKILL,
-power loss) is never listed and a resumed run starts from the last complete one.
+Orbax writes a step into a temporary folder and renames it when complete (in a bucket, where folders cannot be
+renamed: writes `commit_success.txt` last), so a step cut off mid-write (SIGKILL, power loss) is never listed and
+a resumed run starts from the last complete one. The directory may be `gs://` or `s3://` (train/object_store.py).
 
 For serving, `export_policy` writes the EMA params alone as a `Policy.save` directory.
 """
@@ -19,19 +20,28 @@ import orbax.checkpoint as ocp
 from nitrogen_jax.config import NitroGenConfig
 from nitrogen_jax.policy import CONFIG_FILE, PARAMS_DIR, Policy
 from nitrogen_jax.train.config import TrainConfig
+from nitrogen_jax.train.object_store import atomicity_options, checkpoint_path
 from nitrogen_jax.train.state import TrainState
 
 STATE, DATA, MODEL_CONFIG, TRAIN_CONFIG = "state", "data", "model_config", "train_config"
-# Fields that do not change the parameter tree: a checkpoint may be resumed or fine-tuned with other values.
-NON_ARCHITECTURE_FIELDS = ("compute_dtype", "num_steps")
+# Fields that do not change the parameter tree: a checkpoint may be resumed or fine-tuned with other values
+# (action_shift is checked against the data instead: `alignment_mismatch` warns).
+NON_ARCHITECTURE_FIELDS = ("compute_dtype", "num_steps", "action_shift")
 
 
 class CheckpointStore:
+    """The run's orbax `CheckpointManager` over a local folder or a bucket (`gs://...`, `s3://...`)."""
+
     def __init__(self, directory: str | Path, keep: int = 3, async_save: bool = True):
-        self.directory = Path(directory).absolute()
+        self.directory = checkpoint_path(directory)
         self.manager = ocp.CheckpointManager(
             self.directory,
-            options=ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=async_save, create=True),
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=keep,
+                enable_async_checkpointing=async_save,
+                create=True,
+                atomicity_options=atomicity_options(directory),
+            ),
         )
 
     def latest_step(self) -> int | None:

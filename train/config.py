@@ -54,6 +54,9 @@ class TrainConfig:
     """Checkpoints kept on disk."""
     eval_every: int = 0
     """Validation interval in steps (0: at the end only)."""
+    checkpoint_dir: str = ""
+    """Where checkpoints go: a folder, or a gs:// or s3:// URL that every host writes its shards to and any host
+    can resume from; empty: the run directory's checkpoints/."""
 
     def __post_init__(self):
         if self.schedule not in ("cosine", "constant"):

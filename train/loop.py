@@ -2,17 +2,16 @@
 
 Device work runs one step ahead of the host: step n+1 is dispatched before the metrics of step n are read, so the
 NaN/Inf guard checks every step (and names it) without stalling the accelerator. A step is checked before it is
-saved, so a checkpoint never holds a non-finite state. SIGTERM (preemption) saves the current step and returns.
+saved, so a checkpoint never holds a non-finite state. SIGTERM (preemption) on any host makes every host save the
+same step and return (train/preemption.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-import signal
-import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from nitrogen_jax.config import NitroGenConfig
-from nitrogen_jax.data.loader import BATCH_KEYS
+from nitrogen_jax.data.loader import BATCH_KEYS, TRAIN_KEYS
 from nitrogen_jax.model import PARTS, NitroGenModel, abstract_params, count_parameters
 from nitrogen_jax.train.checkpoint import (
     CheckpointStore,
@@ -32,16 +31,21 @@ from nitrogen_jax.train.checkpoint import (
     read_policy_config,
 )
 from nitrogen_jax.train.config import TrainConfig
-from nitrogen_jax.train.data import BatchSource
+from nitrogen_jax.train.data import BatchSource, alignment_mismatch
 from nitrogen_jax.train.flops import peak_flops, train_flops_per_sample
 from nitrogen_jax.train.metrics import MetricWriter
 from nitrogen_jax.train.optimizer import effective_warmup, learning_rate_schedule, make_optimizer, trainable_mask
+from nitrogen_jax.train.preemption import any_process, preemption_flag
 from nitrogen_jax.train.sharding import check_batch_size, fsdp_shardings, make_mesh, place_batch
 from nitrogen_jax.train.state import abstract_train_state, init_train_state
 from nitrogen_jax.train.step import make_eval_step, make_train_step
 
 CHECKPOINTS, LOGS, POLICY = "checkpoints", "logs", "policy"
 EVAL_SEED = 1234
+
+
+class AlignmentWarning(UserWarning):
+    """The fine-tuning data pairs frames with other action rows than the pretrained policy was trained on."""
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -64,18 +68,21 @@ class RunSummary:
     last_metrics: dict
 
 
-@contextlib.contextmanager
-def preemption_flag():
-    """A threading.Event set by SIGTERM while inside the block (main thread only; elsewhere never set)."""
-    flag = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
+def warn_alignment(batches: BatchSource, policy: NitroGenConfig, where: str | Path, say: Callable[[str], None]) -> None:
+    """Fine-tuning on data aligned otherwise than the pretrained policy's (another action_shift, rate, layout)
+    teaches it to act early or late: say so before training starts."""
+    alignment = getattr(batches, "alignment", lambda: None)()
+    if alignment is None:
         return
-    previous = signal.signal(signal.SIGTERM, lambda *_: flag.set())
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    diff = alignment_mismatch(alignment, policy)
+    if diff:
+        warnings.warn(
+            f"the dataset's alignment differs from the pretrained policy's ({where}): {'; '.join(diff)}. "
+            f"Preprocess with the policy's settings (e.g. --action-shift {policy.action_shift}) so each frame is "
+            f"paired with the action rows the policy learned to predict",
+            AlignmentWarning,
+            stacklevel=2,
+        )
 
 
 def trained_parts(trainable) -> set[str]:
@@ -121,8 +128,11 @@ def train(
     pretrained: a Policy directory to start from (fine-tuning); ignored when resuming, as the checkpoint has it.
     eval_batches: process-local validation batches; their velocity loss under the EMA params is logged as
     val_loss every `cfg.eval_every` steps and at the end.
+    Checkpoints go to `cfg.checkpoint_dir` (a folder or a `gs://` / `s3://` URL) or else workdir/checkpoints.
     """
-    run = _setup(model_config, cfg, batches, Path(workdir).absolute(), pretrained, resume, bool(eval_batches), devices)
+    workdir = Path(workdir).absolute()
+    ckpt_dir = cfg.checkpoint_dir or workdir / CHECKPOINTS
+    run = _setup(model_config, cfg, batches, workdir, ckpt_dir, pretrained, resume, bool(eval_batches), devices)
     start = int(jax.device_get(run.state.step))
     try:
         step, preempted = _loop(run, start, eval_batches or [], progress)
@@ -142,6 +152,7 @@ def _setup(
     cfg: TrainConfig,
     batches: BatchSource,
     workdir: Path,
+    ckpt_dir: str | Path,
     pretrained: str | Path | None,
     resume: bool,
     evaluates: bool,
@@ -151,17 +162,17 @@ def _setup(
     the data iterator and the jitted steps. Checks that need no devices come first: a wrong checkpoint fails
     before anything is built."""
     say = tqdm.write if jax.process_index() == 0 else (lambda *_: None)
-    store = CheckpointStore(workdir / CHECKPOINTS, cfg.keep_checkpoints)
+    store = CheckpointStore(ckpt_dir, cfg.keep_checkpoints)
     try:
         latest = store.latest_step()
         if latest is not None:
             if not resume:
                 raise ValueError(
-                    f"{workdir / CHECKPOINTS} already holds checkpoints (latest step {latest}); "
+                    f"{ckpt_dir} already holds checkpoints (latest step {latest}); "
                     f"resume, or choose another output directory"
                 )
             saved_model, saved_train = store.read_configs(latest)
-            check_same_architecture(model_config, saved_model, f"{workdir / CHECKPOINTS} step {latest}")
+            check_same_architecture(model_config, saved_model, f"{ckpt_dir} step {latest}")
             changed = [
                 f"{k}: {v} -> {getattr(cfg, k)}" for k, v in saved_train.to_dict().items() if getattr(cfg, k) != v
             ]
@@ -169,6 +180,7 @@ def _setup(
                 say(f"resuming with changed training settings: {'; '.join(changed)}")
         elif pretrained is not None:
             check_same_architecture(model_config, read_policy_config(pretrained), str(pretrained))
+            warn_alignment(batches, read_policy_config(pretrained), pretrained, say)
 
         mesh = make_mesh(cfg.mesh_shape, devices)
         check_batch_size(cfg.batch_size, mesh, cfg.grad_accum_steps)
@@ -188,7 +200,7 @@ def _setup(
         if latest is not None:
             target, shardings = abstract_train_state(model, tx, mesh, cfg.fsdp_min_size)
             state = store.restore(latest, target, data)
-            say(f"resumed from {workdir / CHECKPOINTS} step {latest}")
+            say(f"resumed from {ckpt_dir} step {latest}")
         else:
             params = None
             if pretrained is not None:
@@ -285,12 +297,15 @@ def _loop(run: _Run, start: int, eval_batches: list[dict], progress: bool) -> tu
             pending = None
             while step < cfg.num_steps:
                 local = next(run.data)
-                run.state, metrics = run.train_step(run.state, place_batch({k: local[k] for k in BATCH_KEYS}, mesh))
+                run.state, metrics = run.train_step(
+                    run.state, place_batch({k: v for k, v in local.items() if k in TRAIN_KEYS}, mesh)
+                )
                 step += 1
                 if pending is not None:
                     report(*pending)
                 pending = (step, metrics)
-                due_save = step % cfg.save_every == 0 or step == cfg.num_steps or stop.is_set()
+                preempted = any_process(stop.is_set())  # the same answer on every host, so all save this step
+                due_save = step % cfg.save_every == 0 or step == cfg.num_steps or preempted
                 due_eval = run.eval_step is not None and cfg.eval_every and step % cfg.eval_every == 0
                 if due_save or due_eval:
                     report(*pending)
@@ -300,9 +315,9 @@ def _loop(run: _Run, start: int, eval_batches: list[dict], progress: bool) -> tu
                 if due_save:
                     run.store.save(run.state, run.data, run.model_config, cfg)
                     run.saved = step
-                if stop.is_set():
-                    preempted = True
-                    run.say(f"SIGTERM: saved step {step}, stopping")
+                if preempted:
+                    who = "this process" if stop.is_set() else "another process"
+                    print(f"SIGTERM ({who}): process {jax.process_index()} saved step {step}, stopping", flush=True)
                     break
             if pending is not None:
                 report(*pending)

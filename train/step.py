@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
-from nitrogen_jax.data.loader import BATCH_KEYS
+from nitrogen_jax.data.augment import AUGMENT_KEY
+from nitrogen_jax.data.device_augment import augment_on_device
 from nitrogen_jax.model import NitroGenModel, compute_loss
 from nitrogen_jax.train.config import TrainConfig
 from nitrogen_jax.train.sharding import batch_sharding, replicated
@@ -46,7 +47,10 @@ def make_train_step(
     def loss_fn(params, batch, rng):
         # Frozen parameters get no gradient at all (not merely a zero update), so XLA skips their backward pass.
         params = jax.tree.map(lambda p, t: p if t else jax.lax.stop_gradient(p), params, trainable)
-        return compute_loss(model, params, batch["frames"], batch["actions"], batch["action_mask"], rng, train=True)
+        frames = batch["frames"]
+        if AUGMENT_KEY in batch:  # the loader drew the augmentation, the device applies it (data/device_augment.py)
+            frames = augment_on_device(frames, batch[AUGMENT_KEY])
+        return compute_loss(model, params, frames, batch["actions"], batch["action_mask"], rng, train=True)
 
     grad_fn = jax.value_and_grad(loss_fn)
 
@@ -84,10 +88,9 @@ def make_train_step(
         new_state = TrainState(step=state.step + 1, params=params, ema_params=ema, opt_state=opt_state, rng=rng)
         return new_state, metrics
 
-    batch_shardings = {k: batch_sharding(mesh) for k in BATCH_KEYS}
     return jax.jit(
         train_step,
-        in_shardings=(shardings, batch_shardings),
+        in_shardings=(shardings, batch_sharding(mesh)),  # one sharding for every batch key (rows over data x fsdp)
         out_shardings=(shardings, replicated(mesh)),
         donate_argnums=(0,),
     )
@@ -99,7 +102,8 @@ def make_eval_step(model: NitroGenModel, mesh: Mesh, param_shardings) -> Callabl
     def eval_step(params, batch, rng):
         return compute_loss(model, params, batch["frames"], batch["actions"], batch["action_mask"], rng, train=False)
 
-    batch_shardings = {k: batch_sharding(mesh) for k in BATCH_KEYS}
     return jax.jit(
-        eval_step, in_shardings=(param_shardings, batch_shardings, replicated(mesh)), out_shardings=replicated(mesh)
+        eval_step,
+        in_shardings=(param_shardings, batch_sharding(mesh), replicated(mesh)),
+        out_shardings=replicated(mesh),
     )

@@ -130,6 +130,10 @@ def config_from_release(
     )
 
     _, action_dim, hidden = shape("action_encoder.W1.W")
+    modality_cfg = ckpt_config.get("modality_cfg") or {}
+    action_shift = int(modality_cfg.get("action_shift", 0))
+    if "action_shift" not in modality_cfg:
+        notes.append("modality_cfg has no action_shift: recording 0 (the release's is 3)")
     tokenizer_cfg = ckpt_config.get("tokenizer_cfg") or {}
     if context_len is None:
         context_len = tokenizer_cfg.get("max_sequence_length")
@@ -149,6 +153,7 @@ def config_from_release(
         interleave_self_attention=bool(dit_cfg.get("interleave_self_attention", True)),
         action_layout=layout_for_dim(action_dim).name,
         action_horizon=int(model_cfg.get("action_horizon", 18)),
+        action_shift=action_shift,
         hidden_size=hidden,
         dit_output_dim=shape("model.proj_out_2.weight")[0],
         max_seq_len=shape("position_embedding.weight")[0],
