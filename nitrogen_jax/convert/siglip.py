@@ -6,7 +6,6 @@ key map serves both. The pooling `head.*` is dropped: the policy uses all patch 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -76,8 +75,14 @@ def load_siglip_vision(directory: str | os.PathLike, num_heads: int | None = Non
     tensors: dict[str, np.ndarray] = {}
     for f in files:
         tensors.update(load_file(f))
-    hf = json.loads((directory / "config.json").read_text()) if (directory / "config.json").is_file() else {}
-    vcfg = hf.get("vision_config", hf)
+    heads, eps = num_heads, 1e-6
+    if (directory / "config.json").is_file():
+        # transformers reads its own config (a SiglipConfig nests the tower's as vision_config; defaults filled in)
+        from transformers import AutoConfig
+
+        hf = AutoConfig.from_pretrained(directory)
+        vision = getattr(hf, "vision_config", hf)
+        heads, eps = num_heads or vision.num_attention_heads, vision.layer_norm_eps
     prefix = next(
         (p for p in ("vision_model", "") if f"{p + '.' if p else ''}embeddings.patch_embedding.weight" in tensors), None
     )
@@ -87,9 +92,7 @@ def load_siglip_vision(directory: str | os.PathLike, num_heads: int | None = Non
             "not a SigLIP vision tower"
         )
     tensors = {k: v for k, v in tensors.items() if k.startswith(prefix)}
-    config = vision_config_from_tensors(
-        tensors, prefix, num_heads or vcfg.get("num_attention_heads"), vcfg.get("layer_norm_eps", 1e-6)
-    )
+    config = vision_config_from_tensors(tensors, prefix, heads, eps)
     from nitrogen_jax.vision import SiglipVisionTower
 
     target = jax.eval_shape(
