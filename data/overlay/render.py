@@ -128,9 +128,22 @@ def _label(img: np.ndarray, text: str, cx: float, cy: float, height: float, colo
     font = cv2.FONT_HERSHEY_SIMPLEX
     scale = height / 22.0
     (tw, th), _ = cv2.getTextSize(text, font, scale, thickness)
-    cv2.putText(
-        img, text, (int(round(cx - tw / 2)), int(round(cy + th / 2))), font, scale, _rgba(color), thickness, cv2.LINE_AA
-    )
+    # putText's anti-aliasing does not blend the alpha channel: draw coverage into a mask and blend it ourselves.
+    x0, y0 = int(round(cx - tw / 2)) - 2, int(round(cy - th / 2)) - 2
+    mask = np.zeros((th + 6, tw + 4), np.uint8)
+    cv2.putText(mask, text, (2, th + 2), font, scale, 255, thickness, cv2.LINE_AA)
+    _blend_mask(img, mask, x0, y0, color)
+
+
+def _blend_mask(img: np.ndarray, mask: np.ndarray, x0: int, y0: int, color: Color) -> None:
+    """Opaque `color` over premultiplied `img` with coverage `mask` placed at (x0, y0), clipped to the image."""
+    h, w = img.shape[:2]
+    ax0, ay0, ax1, ay1 = max(x0, 0), max(y0, 0), min(x0 + mask.shape[1], w), min(y0 + mask.shape[0], h)
+    if ax1 <= ax0 or ay1 <= ay0:
+        return
+    m = mask[ay0 - y0 : ay1 - y0, ax0 - x0 : ax1 - x0, None].astype(np.float32) / 255
+    roi = img[ay0:ay1, ax0:ax1].astype(np.float32)
+    img[ay0:ay1, ax0:ax1] = (roi * (1 - m) + np.array(_rgba(color), np.float32) * m + 0.5).astype(np.uint8)
 
 
 def _symbol(img: np.ndarray, name: str, cx: float, cy: float, r: float, color: Color) -> None:
@@ -296,8 +309,7 @@ def _draw_body(img: np.ndarray, style: OverlayStyle) -> None:
     if style.family == "generic":
         _rounded_rect_alpha(img, w / 2, h / 2, w - 2, h - 2, 14, fill, line)
         return
-    top = 30 if style.family == "xbox" else 30
-    polys = [_rounded_poly(w / 2, (top + 100) / 2 + 4, w - 40, 100 - top + 22, 26)]
+    polys = [_rounded_poly(w / 2, 79, w - 40, 108, 28)]  # reaches below the lower sticks' rings
     for gx in (w * 0.23, w * 0.77):  # the grips
         polys.append(
             np.array(
@@ -349,23 +361,23 @@ def _base(style: OverlayStyle) -> np.ndarray:
             _draw_stick_ring(img, style, e)
         elif e.kind == "trigger":
             _draw_trigger_frame(img, style, e, False)
-            if style.labels:
-                text = _element_label(style, e)
-                x0, y0, x1, y1 = _trigger_inner(style, e)
+            if style.labels:  # beside the bar, where the fill never covers it
                 if LAYOUTS[style.family].trigger_axis == "x":
-                    _label(img, text, e.cx, e.cy, min(e.h * 0.6, 9), style.label_color)
+                    side = -1 if e.name == "left_trigger" else 1
+                    at = (e.cx + side * (e.w / 2 + 9), e.cy)
+                else:
+                    at = (e.cx, e.cy - e.h / 2 - 6)
+                _label(
+                    img,
+                    _element_label(style, e),
+                    *at,
+                    7,
+                    _label_color(style, None, False) if style.body else style.line_color,
+                )
         else:
             _draw_button(img, style, e, False)
     img.setflags(write=False)
     return img
-
-
-def _to_straight(premul: np.ndarray) -> np.ndarray:
-    out = premul.copy()
-    a = premul[..., 3:4].astype(np.uint16)
-    nz = a[..., 0] > 0
-    out[..., :3][nz] = np.minimum(premul[..., :3][nz].astype(np.uint16) * 255 // a[nz], 255).astype(np.uint8)
-    return out
 
 
 def render_premultiplied(style: OverlayStyle, state: PadState | None) -> np.ndarray:
@@ -389,7 +401,7 @@ def render_premultiplied(style: OverlayStyle, state: PadState | None) -> np.ndar
 def render_overlay(style: OverlayStyle, state: PadState | None) -> np.ndarray:
     """RGBA uint8 [H, W, 4] (straight alpha) at canonical_size(style.family). state None: the neutral render,
     which is the style's template."""
-    return _to_straight(render_premultiplied(style, state))
+    return cv2.cvtColor(render_premultiplied(style, state), cv2.COLOR_mRGBA2RGBA)
 
 
 def neutral_template(style: OverlayStyle, background: Color = (0, 0, 0)) -> np.ndarray:
@@ -421,9 +433,7 @@ def composite(
     if not scale > 0 or not 0 <= opacity <= 1:
         raise ValueError(f"composite: scale must be > 0 and opacity in [0, 1], got scale={scale}, opacity={opacity}")
     h, w = overlay_rgba.shape[:2]
-    premul = overlay_rgba.astype(np.float32)
-    if not premultiplied:
-        premul[..., :3] *= premul[..., 3:4] / 255
+    premul = overlay_rgba if premultiplied else cv2.cvtColor(overlay_rgba, cv2.COLOR_RGBA2mRGBA)
     # The overlay covers [x, x + w*scale) x [y, y + h*scale); in OpenCV's pixel-centre convention template pixel i
     # lands at frame pixel scale*i + x + scale/2 - 1/2, so warpAffine(frame, affine, (w, h), WARP_INVERSE_MAP)
     # rectifies it exactly.
@@ -441,7 +451,8 @@ def composite(
     warped = cv2.warpAffine(
         src, local, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0)
     )
+    warped = warped.astype(np.float32)
     a = warped[..., 3:4] * (opacity / 255)
     roi = out[y0:y1, x0:x1].astype(np.float32)
-    out[y0:y1, x0:x1] = np.clip(roi * (1 - a) + warped[..., :3] * opacity, 0, 255).round().astype(np.uint8)
+    out[y0:y1, x0:x1] = np.clip(roi * (1 - a) + warped[..., :3] * opacity + 0.5, 0, 255).astype(np.uint8)
     return out, affine

@@ -83,7 +83,7 @@ LAYOUTS: dict[str, FamilyLayout] = {
     "xbox": FamilyLayout(
         size=(256, 168),
         elements=(
-            *_pair("trigger", ("left_trigger", "right_trigger"), (66, 190), 8, 52, 11),
+            *_pair("trigger", ("left_trigger", "right_trigger"), (66, 190), 9, 52, 11),
             *_pair("shoulder", ("left_shoulder", "right_shoulder"), (66, 190), 23, 52, 10),
             _stick("j_left", 66, 64, 18),
             *_dpad(98, 108, 11, 10),
@@ -98,7 +98,7 @@ LAYOUTS: dict[str, FamilyLayout] = {
     "ps": FamilyLayout(
         size=(256, 168),
         elements=(
-            *_pair("trigger", ("left_trigger", "right_trigger"), (62, 194), 8, 52, 11),
+            *_pair("trigger", ("left_trigger", "right_trigger"), (62, 194), 9, 52, 11),
             *_pair("shoulder", ("left_shoulder", "right_shoulder"), (62, 194), 23, 52, 10),
             *_dpad(62, 66, 11, 10),
             *_face(194, 66, 17, 8),
@@ -147,17 +147,19 @@ def element_of(name: str) -> str:
     return STICK_ELEMENT.get(name, name)
 
 
-def element_boxes(family: str, margin: int = 2) -> dict[str, tuple[int, int, int, int]]:
+def element_boxes(family: str, margin: int = 3) -> dict[str, tuple[int, int, int, int]]:
     """[x, y, w, h] template-pixel boxes of every element and every button (stick clicks share their stick's box),
-    grown by `margin` for anti-aliased edges; a stick box holds the cap at any deflection in [-1, 1]^2."""
-    canonical_size(family)
+    grown by `margin` for thick anti-aliased outlines and clipped to the frame; a stick box holds the cap at any
+    deflection in [-1, 1]^2."""
+    width, height = canonical_size(family)
     boxes = {}
     for e in LAYOUTS[family].elements:
         half_w, half_h = e.w / 2, e.h / 2
         if e.kind == "stick":
             half_w = half_h = e.w / 2 * (STICK_TRAVEL + STICK_CAP)
-        x0, y0 = int(e.cx - half_w) - margin, int(e.cy - half_h) - margin
-        x1, y1 = int(e.cx + half_w + 0.999) + margin, int(e.cy + half_h + 0.999) + margin
+        x0, y0 = max(int(e.cx - half_w) - margin, 0), max(int(e.cy - half_h) - margin, 0)
+        x1 = min(int(e.cx + half_w + 0.999) + margin, width)
+        y1 = min(int(e.cy + half_h + 0.999) + margin, height)
         boxes[e.name] = (x0, y0, x1 - x0, y1 - y0)
     for button, stick in STICK_ELEMENT.items():
         boxes[button] = boxes[stick]

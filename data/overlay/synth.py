@@ -64,7 +64,7 @@ def _stick_path(n: int, fps: float, rng: np.random.Generator) -> np.ndarray:
             target = rng.choice([-1.0, 1.0], 2)
         else:
             target = rng.uniform(-0.8, 0.8, 2)
-        move = max(1, int(rng.uniform(0.05, 0.4) * fps))
+        move = max(1, int(rng.uniform(0.08, 0.4) * fps))
         hold = int(rng.uniform(0.05, 0.6) * fps)
         t = _smoothstep(np.linspace(0, 1, move + 1)[1:])[:, None]
         seg = np.concatenate([pos + (target - pos) * t, np.repeat(target[None], hold, 0)])
@@ -372,6 +372,8 @@ def make_overlay_video(
     input `lag_ms` late, and write it to `path` with `<path>.truth.npz` beside it. Knobs left None are drawn from
     `seed`: opacity 0.5-1, scale 0.6-1.2, lag 0-100 ms, position anywhere the overlay fits."""
     path = Path(path)
+    if game not in GAMES:
+        raise ValueError(f"unknown game {game!r}; expected one of {GAMES}")
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     n = int(round(seconds * fps))
@@ -490,3 +492,82 @@ def load_synth_video(path: str | Path) -> SynthVideo:
         affine = d["overlay_affine"]
     meta["bbox_overlay"], meta["bbox_game"] = tuple(meta["bbox_overlay"]), tuple(meta["bbox_game"])
     return SynthVideo(path=path, truth=truth, actions=actions, overlay_affine=affine, **meta)
+
+
+# ------------------------------------------------------------------------------------------------ the command
+@dataclasses.dataclass(frozen=True)
+class MakeOverlayVideosArgs:
+    out: Path = Path("overlay_videos")
+    """Folder to write `<name>.mp4` + `<name>.mp4.truth.npz` and `manifest.json` into."""
+    count: int = 12
+    """Videos with an overlay."""
+    no_overlay: int = 2
+    """Extra videos without any overlay (false-positive checks)."""
+    split: str = "train"
+    """'train' (TRAIN_STYLES on TRAIN_GAMES) or 'heldout' (HELDOUT_STYLES on HELDOUT_GAMES)."""
+    seed: int = 0
+    """First seed; video i uses seed + i, so any video can be made again alone."""
+    seconds: float = 4.0
+    """Length of each video."""
+    fps: tuple[float, ...] = (30.0, 60.0)
+    """Frame rates, cycled over the videos."""
+    bitrates_kbps: tuple[int, ...] = (500, 1500, 4000)
+    """H.264 bitrates, cycled over the videos (coprime with the fps cycle, so every pair occurs)."""
+    width: int = 640
+    """Video width (even)."""
+    height: int = 360
+    """Video height (even)."""
+    codec: str = "h264"
+    """'h264' (libx264 via PyAV) or 'mp4v'."""
+
+
+def run(args: MakeOverlayVideosArgs) -> int:
+    """Write a varied set of synthetic overlay videos: styles, games, fps and bitrates cycled, the rest drawn."""
+    from tqdm import tqdm
+
+    from nitrogen_jax.data.overlay.styles import HELDOUT_STYLES, TRAIN_STYLES
+
+    if args.split not in ("train", "heldout"):
+        raise ValueError(f"split must be 'train' or 'heldout', got {args.split!r}")
+    styles = TRAIN_STYLES if args.split == "train" else HELDOUT_STYLES
+    games = TRAIN_GAMES if args.split == "train" else HELDOUT_GAMES
+    args.out.mkdir(parents=True, exist_ok=True)
+    manifest = []
+    for i in tqdm(range(args.count + args.no_overlay), desc=f"overlay videos ({args.split})", unit="video"):
+        style = styles[i % len(styles)] if i < args.count else None
+        game, fps = games[i % len(games)], args.fps[i % len(args.fps)]
+        bitrate = args.bitrates_kbps[i % len(args.bitrates_kbps)]
+        name = f"{args.split}_{i:04d}_{style or 'none'}_{game.split(':')[1]}_{fps:g}fps_{bitrate}k"
+        video = make_overlay_video(
+            args.out / f"{name}.mp4",
+            game=game,
+            style=style,
+            seed=args.seed + i,
+            fps=fps,
+            seconds=args.seconds,
+            bitrate_kbps=bitrate,
+            size=(args.width, args.height),
+            codec=args.codec,
+        )
+        manifest.append(
+            {
+                "video": video.path.name,
+                "style": video.style,
+                "game": game,
+                "fps": fps,
+                "bitrate_kbps": bitrate,
+                "has_overlay": video.has_overlay,
+                "lag_frames": video.lag_frames,
+                "scale": round(video.scale, 3),
+                "opacity": round(video.opacity, 3),
+            }
+        )
+    (args.out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    print(f"{args.out}: {len(manifest)} videos ({args.no_overlay} without overlay)")
+    return 0
+
+
+if __name__ == "__main__":
+    import tyro
+
+    raise SystemExit(run(tyro.cli(MakeOverlayVideosArgs)))
