@@ -330,13 +330,22 @@ def _check_crops(name: str, a: np.ndarray, batched: bool) -> np.ndarray:
     return a
 
 
+@functools.cache
+def reading_fn(config: ParserConfig):
+    """The jitted (params, prev, cur, template) -> readings of a config, shared by every parser with that config
+    (so a reloaded parser does not compile again)."""
+    net = OverlayParserNet(config)
+    return jax.jit(lambda p, a, b, t: decode_outputs(net.apply({"params": p}, a, b, t)))
+
+
 class OverlayParser:
-    """A ParserConfig plus its float32 params; `parse` runs batched and jitted, one compilation per batch size."""
+    """A ParserConfig plus its float32 params. `parse` runs jitted in batches of `batch_size` (fewer frames: the next
+    power of two), the last one padded, so a parser compiles for a handful of shapes at most."""
 
     def __init__(self, config: ParserConfig, params, batch_size: int = 64):
         self.config, self.params, self.batch_size = config, params, batch_size
         self.net = OverlayParserNet(config)
-        self._apply = jax.jit(lambda p, a, b, t: decode_outputs(self.net.apply({"params": p}, a, b, t)))
+        self._apply = reading_fn(config)
 
     @classmethod
     def init(cls, config: ParserConfig | None = None, seed: int = 0) -> OverlayParser:
@@ -370,7 +379,8 @@ class OverlayParser:
         template = _check_crops("template", template, False)
         if prev.shape != cur.shape:
             raise ValueError(f"prev and cur must have the same shape, got {prev.shape} and {cur.shape}")
-        n, bs = cur.shape[0], min(self.batch_size, max(1, cur.shape[0]))
+        n = cur.shape[0]
+        bs = min(self.batch_size, 1 << max(0, n - 1).bit_length())
         tmpl = np.broadcast_to(template, (bs, *template.shape))
         parts = []
         for start in range(0, n, bs):

@@ -59,7 +59,7 @@ CHANGE_WEIGHT = 5.0  # the dense "differs from neutral" map: the signal that get
 class TrainParserArgs:
     out: Path = WEIGHTS_DIR
     """Where the trained parser is saved (OverlayParser.save directory)."""
-    steps: int = 900
+    steps: int = 1300
     """Optimiser updates."""
     batch_size: int = 32
     """Examples per update."""
@@ -71,6 +71,8 @@ class TrainParserArgs:
     """AdamW weight decay."""
     seed: int = 0
     """Seeds the initialisation, the examples and the backgrounds."""
+    styles: tuple[str, ...] = TRAIN_STYLES
+    """Styles to train on (never HELDOUT_STYLES for the shipped weights)."""
     background_frames: int = 160
     """Gameplay frames recorded per game for backgrounds (a scripted player at 15 fps)."""
     videos: int = 6
@@ -217,7 +219,7 @@ def train_parser(args: TrainParserArgs, eval_sets: dict | None = None) -> tuple[
     )
     step = make_parser_train_step(net, tx, opt_cfg.ema_decay)
 
-    rendered = RenderedPairs(TRAIN_STYLES, gameplay_clips(TRAIN_GAMES, args.background_frames, args.seed), args.seed)
+    rendered = RenderedPairs(args.styles, gameplay_clips(TRAIN_GAMES, args.background_frames, args.seed), args.seed)
     with tempfile.TemporaryDirectory(prefix="parser_videos_") as tmp:
         video_crops = VideoCrops(training_videos(args.videos, Path(tmp), args.seed), args.seed) if args.videos else None
     source = Mixture(rendered, video_crops, args.video_share, args.seed)
