@@ -261,8 +261,3 @@ def run(args: TrainParserArgs, argv: Sequence[str] | None = None) -> int:
     print(f"saved {args.out} after {args.steps} steps in {minutes:.1f} min")
     return 0
 
-
-if __name__ == "__main__":
-    import tyro
-
-    raise SystemExit(run(tyro.cli(TrainParserArgs)))
