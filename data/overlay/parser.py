@@ -19,7 +19,7 @@ import dataclasses
 import functools
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import flax.linen as nn
@@ -335,7 +335,7 @@ def reading_fn(config: ParserConfig):
     """The jitted (params, prev, cur, template) -> readings of a config, shared by every parser with that config
     (so a reloaded parser does not compile again)."""
     net = OverlayParserNet(config)
-    return jax.jit(lambda p, a, b, t: decode_outputs(net.apply({"params": p}, a, b, t)))
+    return jax.jit(lambda p, a, b, t: decode_outputs(cast(dict, net.apply({"params": p}, a, b, t))))
 
 
 class OverlayParser:

@@ -82,9 +82,10 @@ def perturb_affine(affine: np.ndarray, family: str, deg: Degradation, rng: np.ra
 def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
     """RGB uint8 through a JPEG round trip (4:2:0 chroma, as video codecs)."""
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
+    decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else None
+    if decoded is None:
         raise RuntimeError("JPEG encoding failed")
-    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
 
 
 @functools.cache
@@ -101,7 +102,7 @@ def gameplay_clips(games: Sequence[str], frames: int, seed: int, fps: float = 15
 
 
 def family_index(style_name: str) -> np.ndarray:
-    return np.int32(FAMILIES.index(STYLES[style_name].family))
+    return np.asarray(FAMILIES.index(STYLES[style_name].family), np.int32)
 
 
 @functools.cache
@@ -155,6 +156,7 @@ def render_example(
         overlay = render_premultiplied(style, state)
         frame, affine = composite(patch, overlay, x=x, y=y, scale=scale, opacity=opacity, premultiplied=True)
         crops.append(jpeg(frame, quality))
+    assert affine is not None and overlay is not None  # set by the two frames above
     wrong = perturb_affine(affine, style.family, deg, rng)
     prev_crop, cur_crop = (rectify(c, wrong, style.family) for c in crops)
     return {
@@ -211,7 +213,7 @@ class RenderedPairs:
         else:
             cur = random_pad_state(rng)
             prev = cur if rng.random() < 0.5 else random_pad_state(rng)
-        clip = self.backgrounds[rng.integers(len(self.backgrounds))]
+        clip = self.backgrounds[int(rng.integers(len(self.backgrounds)))]
         t = int(rng.integers(1, clip.shape[0]))
         return render_example(style, prev, cur, (clip[t - 1], clip[t]), rng, self.deg)
 

@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import jax
 import jax.numpy as jnp
@@ -105,7 +106,7 @@ def stick_grid_target(xy: jax.Array, g: int = STICK_GRID) -> jax.Array:
 
 
 def parser_loss(params, net: OverlayParserNet, batch: dict) -> tuple[jax.Array, dict]:
-    out = net.apply({"params": params}, *(batch[k] for k in INPUT_KEYS), family=batch["family"])
+    out = cast(dict, net.apply({"params": params}, *(batch[k] for k in INPUT_KEYS), family=batch["family"]))
     button = optax.sigmoid_binary_cross_entropy(out["buttons"], batch["buttons"]).mean()
     trigger = optax.sigmoid_binary_cross_entropy(out["triggers"], batch["triggers"]).mean()
     sticks = jnp.stack([batch["j_left"], batch["j_right"]], 1)  # [B, 2, 2]
@@ -143,7 +144,7 @@ def make_parser_train_step(net: OverlayParserNet, tx: optax.GradientTransformati
 
 def read_examples(parser: OverlayParser, examples: dict, batch_size: int = 64) -> dict[str, np.ndarray]:
     """The parser's readings of stacked examples that may mix styles (one template per example)."""
-    apply = jax.jit(lambda p, a, b, t: decode_outputs(parser.net.apply({"params": p}, a, b, t)))
+    apply = jax.jit(lambda p, a, b, t: decode_outputs(cast(dict, parser.net.apply({"params": p}, a, b, t))))
     n = len(examples["cur"])
     parts = [
         jax.device_get(apply(parser.params, *(examples[k][i : i + batch_size] for k in INPUT_KEYS)))
@@ -260,4 +261,3 @@ def run(args: TrainParserArgs, argv: Sequence[str] | None = None) -> int:
     print(format_metrics(results))
     print(f"saved {args.out} after {args.steps} steps in {minutes:.1f} min")
     return 0
-
