@@ -62,6 +62,7 @@ def test_records_and_batches_match_local(local_shards, s3_shards):
     np.testing.assert_array_equal(next(resumed)["frames"], expected["frames"])
 
 
+@pytest.mark.slow
 def test_worker_processes_open_their_own_clients(local_shards, s3_shards):
     from absl import flags
 

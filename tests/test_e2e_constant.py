@@ -70,6 +70,7 @@ def test_caveat_when_a_baseline_matches_or_overlaps_the_policy():
     assert "on b" in lines[1] and "random" in lines[1] and "overlap" in lines[1]
 
 
+@pytest.mark.slow
 def test_eval_command_runs_the_constant_baseline(tmp_path):
     from nitrogen_jax.cli import main
 

@@ -65,6 +65,7 @@ def test_vision_tower_matches_transformers_siglip(tmp_path):
     assert rel_err(ours, ref) <= 1e-5
 
 
+@pytest.mark.slow
 def test_siglip_weights_start_a_policy(tmp_path):
     hf = SiglipVisionModel(siglip_config()).eval()
     randomize_(hf, 1)

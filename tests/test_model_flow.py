@@ -184,6 +184,7 @@ def test_release_layout_stores_sticks_in_unit_range():
     assert vec[0, 21:23].tolist() == [0.0, 0.75] and vec[0, 23:].tolist() == [0.5, 0.5]
 
 
+@pytest.mark.slow
 def test_remat_gives_the_same_gradients():
     from nitrogen_jax.model import NitroGenModel, compute_loss, dummy_inputs, init_params
 
