@@ -45,8 +45,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "ExtractArgs",
         "read controller inputs off overlay videos into labels in the public layout",
     ),
-    "train-parser": ("nitrogen_jax.data.overlay.train_parser", "TrainParserArgs",
-                     "train the overlay parser on rendered overlays (the shipped weights' recipe)"),
+    "train-parser": (
+        "nitrogen_jax.data.overlay.train_parser",
+        "TrainParserArgs",
+        "train the overlay parser on rendered overlays (the shipped weights' recipe)",
+    ),
     "overlay-synth": (
         "nitrogen_jax.data.overlay.synth",
         "MakeOverlayVideosArgs",
