@@ -19,6 +19,7 @@ from nitrogen_jax.policy import Policy
 from nitrogen_jax.train.checkpoint import CheckpointStore
 from nitrogen_jax.train.metrics import by_step, read_jsonl
 from tests.s3_server import upload_folder
+from tests.train_support import small_run
 
 pytestmark = pytest.mark.slow  # end-to-end training runs
 
@@ -28,32 +29,8 @@ def start_two_processes(shards, out, steps, env, extra=()):
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
     args = [
-        "train",
-        "--preset",
-        "tiny",
-        "--dataset",
-        str(shards),
-        "--out",
-        str(out),
-        "--num-steps",
-        str(steps),
-        "--batch-size",
-        "4",
-        "--save-every",
-        "2",
-        "--warmup-steps",
-        "1",
-        "--schedule",
-        "constant",
-        "--learning-rate",
-        "1e-3",
-        "--mesh-shape",
-        "1",
-        "2",
-        "1",
-        "--fsdp-min-size",
-        "256",
-        "--no-progress",
+        *small_run("train", shards, out, steps=steps, save_every=2, warmup=1, mesh=(1, 2, 1)),
+        *("--preset", "tiny", "--schedule", "constant", "--fsdp-min-size", "256"),
         "--distributed",
         "--coordinator-address",
         f"localhost:{port}",

@@ -19,6 +19,7 @@ from nitrogen_jax.train.data import alignment_mismatch, dataset_location, read_a
 from nitrogen_jax.train.loop import AlignmentWarning, warn_alignment
 from nitrogen_jax.train.metrics import by_step, read_jsonl
 from tests.s3_server import upload_folder
+from tests.train_support import small_run
 
 
 @pytest.fixture
@@ -66,30 +67,8 @@ def test_release_converter_records_action_shift():
 
 def run_train(dataset: str, ckpt: str, out, env) -> str:
     args = [
-        "train",
-        "--preset",
-        "tiny",
-        "--dataset",
-        dataset,
-        "--checkpoint-dir",
-        ckpt,
-        "--out",
-        str(out),
-        "--num-steps",
-        "4",
-        "--batch-size",
-        "4",
-        "--save-every",
-        "2",
-        "--warmup-steps",
-        "1",
-        "--learning-rate",
-        "1e-3",
-        "--mesh-shape",
-        "1",
-        "1",
-        "1",
-        "--no-progress",
+        *small_run("train", dataset, out, steps=4, save_every=2, warmup=1),
+        *("--preset", "tiny", "--checkpoint-dir", ckpt),
     ]
     proc = subprocess.run(
         [sys.executable, "-m", "nitrogen_jax.cli", *args], env=env, capture_output=True, text=True, timeout=400

@@ -17,6 +17,7 @@ from nitrogen_jax.cli import main
 from nitrogen_jax.policy import Policy
 from nitrogen_jax.train.checkpoint import CheckpointStore
 from nitrogen_jax.train.metrics import by_step, read_jsonl
+from tests.train_support import small_run
 
 pytestmark = pytest.mark.slow  # end-to-end training runs
 
@@ -24,28 +25,8 @@ STEPS, SAVE_EVERY = 24, 6
 
 
 def train_args(shards, out, command="train", steps=STEPS):
-    return [
-        command,
-        "--dataset",
-        str(shards),
-        "--out",
-        str(out),
-        "--num-steps",
-        str(steps),
-        "--batch-size",
-        "4",
-        "--save-every",
-        str(SAVE_EVERY),
-        "--warmup-steps",
-        "2",
-        "--learning-rate",
-        "1e-3",
-        "--mesh-shape",
-        "1",
-        "1",
-        "1",
-        "--no-progress",
-    ] + (["--preset", "tiny"] if command == "train" else [])
+    args = small_run(command, shards, out, steps=steps, save_every=SAVE_EVERY, warmup=2)
+    return args + (["--preset", "tiny"] if command == "train" else [])
 
 
 def start(args, env) -> subprocess.Popen:

@@ -20,3 +20,13 @@ def subprocess_env(tmp_path_factory, devices: int) -> dict:
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
         "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
     }
+
+
+def small_run(command: str, dataset, out, *, steps: int, save_every: int, warmup: int, mesh=(1, 1, 1)) -> list[str]:
+    """The CLI arguments of the tests' small training runs: batch 4, lr 1e-3, no progress bar."""
+    return [
+        command,
+        *("--dataset", str(dataset), "--out", str(out), "--num-steps", str(steps), "--batch-size", "4"),
+        *("--save-every", str(save_every), "--warmup-steps", str(warmup), "--learning-rate", "1e-3"),
+        *("--mesh-shape", *map(str, mesh), "--no-progress"),
+    ]
