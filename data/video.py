@@ -3,6 +3,9 @@
 Labels are timed in the original video; the local copy can have another frame rate, so frames are found by the
 local file's own timestamps (`frames_at_times`, PyAV; OpenCV's CAP_PROP_POS_MSEC where PyAV is missing).
 `read_frames` (by frame number) is kept for callers that already know the frame numbers.
+
+`VideoWriter` (and `write_video` over it) is the project's one way of writing video: the sample data, the
+simulator's session recordings, the synthetic overlay videos and the e2e recordings all go through it.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable, Iterable, Iterator
+from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av  # the [data] extra's PyAV: frame timestamps, and videos read from object storage
 import cv2
@@ -69,25 +74,6 @@ def read_frames(path: str | Path, indices: Iterable[int]) -> Iterator[tuple[int,
             yield idx, frame
     finally:
         cap.release()
-
-
-def write_video(path: str | Path, frames_rgb: Iterable[np.ndarray], fps: float) -> Path:
-    """Frames (RGB uint8, all the same even size) -> an MPEG-4 Part 2 (mp4v) file; OpenCV cannot write H.264 here."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = None
-    try:
-        for frame in frames_rgb:
-            if writer is None:
-                h, w = frame.shape[:2]
-                writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h))
-                if not writer.isOpened():
-                    raise VideoError(f"{path}: OpenCV cannot write mp4v video")
-            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    finally:
-        if writer is not None:
-            writer.release()
-    return path
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -220,3 +206,136 @@ def frames_at_times(
             return
     if prev is not None:
         yield from emit(prev[0] + 1.0 / fps)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Writing: the one video writer (sample data, session recordings, synthetic overlay videos, e2e recordings).
+
+CODECS = ("h264", "mp4v")
+
+
+class VideoWriter:
+    """Writes RGB uint8 frames [H, W, 3], all of one even size, to an mp4 file; a context manager.
+
+    codec "h264": libx264 through PyAV, because the OpenCV wheels here cannot write H.264; at `bitrate_kbps`, or at
+    constant quality (crf 23) when that is None; `preset=veryfast` on one thread, so the same frames give the same
+    bytes. Where PyAV has no libx264 it falls back to "mp4v"; `.codec` says what is written.
+    codec "mp4v" (MPEG-4 Part 2): through OpenCV, which picks its own bitrate; with a `bitrate_kbps` through PyAV's
+    mpeg4 encoder instead, since OpenCV's writer takes no bitrate.
+
+    size (width, height) opens the file at once; None sizes the video from its first frame (no frames, no file).
+    Every frame is checked against that size and uint8 (OpenCV would drop a wrong-sized frame, or crop an odd size,
+    without a word); a mismatch, or an encoder that cannot be opened, raises `VideoError` naming the file.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        fps: float,
+        size: tuple[int, int] | None = None,
+        bitrate_kbps: int | None = None,
+        codec: str = "mp4v",
+    ):
+        if codec not in CODECS:
+            raise ValueError(f"{path}: codec must be one of {CODECS}, got {codec!r}")
+        if not fps or not np.isfinite(fps) or fps <= 0:
+            raise ValueError(f"{path}: fps must be positive, got {fps!r}")
+        self.path, self.fps, self.bitrate_kbps = Path(path), float(fps), bitrate_kbps
+        if codec == "h264" and "libx264" not in av.codecs_available:
+            codec = "mp4v"  # a PyAV build without libx264
+        self.codec = codec
+        # the encoder: PyAV's codec name, or None for OpenCV's mp4v writer
+        self._av_codec = "libx264" if codec == "h264" else "mpeg4" if bitrate_kbps is not None else None
+        self.size: tuple[int, int] | None = None
+        self.frames = 0
+        self._cv: cv2.VideoWriter | None = None
+        self._container: Any = None  # the PyAV output container
+        self._stream: Any = None
+        self._closed = False
+        if size is not None:
+            self._open(size)
+
+    def _open(self, size: tuple[int, int]) -> None:
+        w, h = size
+        if w <= 0 or h <= 0 or w % 2 or h % 2:
+            raise VideoError(f"{self.path}: video size must be positive and even (yuv420p), got {w}x{h}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self._av_codec is None:
+            self._cv = cv2.VideoWriter(str(self.path), cv2.VideoWriter.fourcc(*"mp4v"), self.fps, (w, h))
+            if not self._cv.isOpened():
+                self._cv.release()
+                raise VideoError(f"{self.path}: OpenCV cannot open an mp4v video writer")
+        else:
+            options = {"preset": "veryfast", "threads": "1"} if self._av_codec == "libx264" else {}
+            if self.bitrate_kbps is None and self._av_codec == "libx264":
+                options["crf"] = "23"
+            try:
+                self._container = av.open(str(self.path), "w")
+                rate = Fraction(self.fps).limit_denominator(1001)
+                self._stream = self._container.add_stream(self._av_codec, rate=rate, options=options)
+                self._stream.width, self._stream.height = w, h
+                self._stream.pix_fmt = "yuv420p"
+                if self.bitrate_kbps is not None:
+                    self._stream.bit_rate = int(self.bitrate_kbps * 1000)
+                self._stream.codec_context.open()
+            except (av.error.FFmpegError, OSError, ValueError) as e:
+                if self._container is not None:
+                    self._container.close()
+                    self._container = None
+                raise VideoError(f"{self.path}: PyAV cannot open a {self._av_codec} encoder ({e})") from None
+        self.size = (w, h)
+
+    def write(self, rgb: np.ndarray) -> None:
+        """Appends one RGB uint8 frame [H, W, 3]."""
+        if self._closed:
+            raise VideoError(f"{self.path}: write after close")
+        rgb = np.ascontiguousarray(rgb)  # OpenCV and PyAV take no negative strides (frame[:, :, ::-1])
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise VideoError(
+                f"{self.path}: frame {self.frames} is {rgb.dtype} {rgb.shape}; frames must be RGB uint8 [H, W, 3]"
+            )
+        if self.size is None:
+            self._open((rgb.shape[1], rgb.shape[0]))
+        assert self.size is not None
+        if rgb.shape[:2] != (self.size[1], self.size[0]):
+            raise VideoError(
+                f"{self.path}: frame {self.frames} is {rgb.shape[1]}x{rgb.shape[0]}; this video is "
+                f"{self.size[0]}x{self.size[1]}"
+            )
+        if self._cv is not None:
+            self._cv.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        else:
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            for packet in self._stream.encode(frame):
+                self._container.mux(packet)
+        self.frames += 1
+
+    def close(self) -> None:
+        """Flushes the encoder and finishes the file; closing again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._cv is not None:
+            self._cv.release()
+        elif self._container is not None:
+            try:
+                for packet in self._stream.encode():
+                    self._container.mux(packet)
+            finally:
+                self._container.close()
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def write_video(
+    path: str | Path, frames_rgb: Iterable[np.ndarray], fps: float, codec: str = "mp4v", bitrate_kbps: int | None = None
+) -> Path:
+    """Frames (RGB uint8, all the same even size) -> a video file through `VideoWriter`; mp4v by default."""
+    with VideoWriter(path, fps, bitrate_kbps=bitrate_kbps, codec=codec) as writer:
+        for frame in frames_rgb:
+            writer.write(frame)
+    return writer.path

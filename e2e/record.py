@@ -20,7 +20,7 @@ from nitrogen_jax.actions import Gamepad
 from nitrogen_jax.data.layout import write_chunks
 from nitrogen_jax.data.overlay.render import PadState, composite, render_premultiplied
 from nitrogen_jax.data.overlay.styles import canonical_size, get_style
-from nitrogen_jax.data.overlay.synth import VideoWriter
+from nitrogen_jax.data.video import VideoWriter
 from nitrogen_jax.e2e.players import RandomPlayer, make_player
 
 RECORDING_FILE = "recording.json"
@@ -102,7 +102,7 @@ def record_one(game: str, video_id: str, seed: int, s: RecordSettings, videos: P
             env.step(Gamepad.zeros(1))
         native = env.render()
         size, game_box, overlay_box = layout_boxes(native.shape[:2], s)
-        writer = VideoWriter(videos / f"{video_id}.mp4", 60.0, size, s.bitrate_kbps)
+        writer = VideoWriter(videos / f"{video_id}.mp4", 60.0, size, s.bitrate_kbps, codec="h264")
         background = np.full((size[1], size[0], 3), 18, np.uint8)
         try:
             for i in range(n):

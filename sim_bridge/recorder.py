@@ -12,20 +12,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from nitrogen_jax.actions import Gamepad
 from nitrogen_jax.data.layout import write_chunks
+from nitrogen_jax.data.video import VideoWriter
 from nitrogen_jax.sim_bridge.visualize import draw_chunk
-
-
-def _writer(path: Path, fps: float, size_hw: tuple[int, int]) -> cv2.VideoWriter:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (size_hw[1], size_hw[0]))
-    if not writer.isOpened():
-        raise OSError(f"OpenCV cannot open an mp4v video writer for {path}")
-    return writer
 
 
 class SessionRecorder:
@@ -36,9 +28,11 @@ class SessionRecorder:
         self.video_id, self.game, self.fps, self.visualize = video_id, game, fps, visualize
         self.video_path = self.out_dir / "videos" / f"{video_id}.mp4"
         self.actions_video_path = self.out_dir / "videos" / f"{video_id}_actions.mp4" if visualize else None
-        self._video: cv2.VideoWriter | None = None
-        self._actions_video: cv2.VideoWriter | None = None
-        self._resolution: tuple[int, int] | None = None
+        # mp4v through OpenCV (data.video.VideoWriter); each sized by its first frame, which must keep its size
+        self._video = VideoWriter(self.video_path, fps, codec="mp4v")
+        self._actions_video = (
+            VideoWriter(self.actions_video_path, fps, codec="mp4v") if self.actions_video_path else None
+        )
         self._pads: list[Gamepad] = []
 
     def __len__(self) -> int:
@@ -46,27 +40,19 @@ class SessionRecorder:
 
     def add(self, frame: np.ndarray, chunk: Gamepad, index: int) -> None:
         """frame: native RGB shown before the input; chunk[index] is the input held during it."""
-        if self._video is None:
-            self._resolution = frame.shape[:2]
-            self._video = _writer(self.video_path, self.fps, self._resolution)
-        elif frame.shape[:2] != self._resolution:
-            raise ValueError(f"{self.video_path}: frame size changed from {self._resolution} to {frame.shape[:2]}")
-        self._video.write(np.ascontiguousarray(frame[:, :, ::-1]))
-        if self.actions_video_path is not None:
-            canvas = draw_chunk(frame, chunk, index)
-            if self._actions_video is None:
-                self._actions_video = _writer(self.actions_video_path, self.fps, canvas.shape[:2])
-            self._actions_video.write(np.ascontiguousarray(canvas[:, :, ::-1]))
+        self._video.write(frame)
+        if self._actions_video is not None:
+            self._actions_video.write(draw_chunk(frame, chunk, index))
         self._pads.append(chunk[index])
 
     def close(self) -> list[Path]:
         """Finish the videos and write the label chunks; returns the chunk folders."""
         for w in (self._video, self._actions_video):
             if w is not None:
-                w.release()
-        self._video = self._actions_video = None
+                w.close()
         if not self._pads:
             return []
+        assert self._video.size is not None  # sized by the first frame
         pads = Gamepad(
             np.concatenate([p.buttons for p in self._pads]),
             np.concatenate([p.j_left for p in self._pads]),
@@ -79,5 +65,5 @@ class SessionRecorder:
             fps=self.fps,
             video_url=self.video_path.absolute().as_uri(),
             game=self.game,
-            resolution=self._resolution,
+            resolution=(self._video.size[1], self._video.size[0]),
         )

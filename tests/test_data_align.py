@@ -3,6 +3,7 @@
 Every frame of the local copy carries the number of the original frame it shows as 10 black/white blocks, which
 survive the crop, resize and JPEG, so each written sample says which source frame it was made from."""
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from nitrogen_jax.data.layout import LabelError, frame_box, write_chunks
 from nitrogen_jax.data.pipeline import run_preprocess
 from nitrogen_jax.data.preprocess import PreprocessConfig
 from nitrogen_jax.data.tfrecord import scan_records
-from nitrogen_jax.data.video import frames_at_times, write_video
+from nitrogen_jax.data.video import VideoError, VideoWriter, frames_at_times, probe_video, read_frames, write_video
 
 BITS, W, H = 10, 1280, 720
 OVERLAY_1080P = [1500, 800, 300, 200]  # x, y, w, h in the original's pixels: (1000, 533)-(1200, 667) at 720p
@@ -99,3 +100,40 @@ def test_a_box_that_does_not_fit_is_refused(local_copy, tmp_path):
     assert "does not fit the 1280x720 frame" in skip["reason"] and "vid_chunk_0000" in skip["input"]
     with pytest.raises(Exception, match=r"box \[1500, 800, 300, 200\].*does not fit the 1280x720 frame"):
         run_preprocess([labels], root / "videos", tmp_path / "o2", PreprocessConfig(density_threshold=0, strict=True))
+
+
+# ------------------------------------------------------------------------------------- the one video writer
+@pytest.mark.parametrize("codec,kbps", [("h264", None), ("h264", 800), ("mp4v", None), ("mp4v", 800)])
+def test_writer_round_trips_frames_through_the_readers(tmp_path, codec, kbps):
+    """Every codec/backend (OpenCV mp4v, PyAV mpeg4 at a bitrate, libx264 at crf or a bitrate) gives back every
+    frame, in order, to both readers."""
+    frames = [cv2.resize(numbered_frame(k), (320, 180), interpolation=cv2.INTER_AREA) for k in range(20)]
+    with VideoWriter(tmp_path / "sub" / "v.mp4", 30, bitrate_kbps=kbps, codec=codec) as w:  # sized lazily
+        for f in frames:
+            w.write(f)
+    assert (w.codec, w.size, w.frames) == (codec, (320, 180), 20)
+    info = probe_video(str(w.path))
+    assert (info.fps, info.width, info.height) == (30.0, 320, 180)
+    with av.open(str(w.path)) as c:
+        assert c.streams.video[0].codec_context.name == {"h264": "h264", "mp4v": "mpeg4"}[codec]
+    assert [read_number(f) for _, f in read_frames(w.path, range(20))] == list(range(20))
+    got = list(frames_at_times(str(w.path), np.arange(20) / 30, 30.0))
+    assert [read_number(f) for _, _, f in got] == list(range(20))
+
+
+def test_writer_refuses_a_frame_of_another_size_or_dtype_naming_the_file(tmp_path):
+    path = tmp_path / "v.mp4"
+    with VideoWriter(path, 30, codec="mp4v") as w:
+        w.write(np.zeros((64, 96, 3), np.uint8))
+        with pytest.raises(VideoError, match=r"v\.mp4: frame 1 is 96x62; this video is 96x64"):
+            w.write(np.zeros((62, 96, 3), np.uint8))
+        with pytest.raises(VideoError, match=r"v\.mp4: frame 1 is float32"):
+            w.write(np.zeros((64, 96, 3), np.float32))
+    with pytest.raises(VideoError, match=r"odd\.mp4: video size must be positive and even"):
+        VideoWriter(tmp_path / "odd.mp4", 30, (97, 64), codec="h264")  # OpenCV would crop it without a word
+    with pytest.raises(ValueError, match="codec must be one of"):
+        VideoWriter(path, 30, codec="vp9")
+
+
+def test_write_video_of_no_frames_writes_no_file(tmp_path):
+    assert not write_video(tmp_path / "empty.mp4", [], 30).exists()

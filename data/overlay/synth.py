@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterator
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from nitrogen_jax.data.overlay.render import (
     unstack_states,
 )
 from nitrogen_jax.data.overlay.styles import canonical_size, get_style
+from nitrogen_jax.data.video import VideoWriter
 
 TRAIN_GAMES: tuple[str, ...] = (
     "ale:breakout",
@@ -252,60 +252,6 @@ class Distractors:
                 1,
                 cv2.LINE_AA,
             )
-
-
-# ---------------------------------------------------------------------------------------------------- writing
-class VideoWriter:
-    """H.264 (libx264 through PyAV) at a target bitrate; MPEG-4 Part 2 ('mp4v') when asked or when PyAV/libx264
-    is missing. Frames are RGB uint8 of one even size."""
-
-    def __init__(self, path: Path, fps: float, size: tuple[int, int], bitrate_kbps: int | None, codec: str = "h264"):
-        if codec not in ("h264", "mp4v"):
-            raise ValueError(f"codec must be 'h264' or 'mp4v', got {codec!r}")
-        if size[0] % 2 or size[1] % 2:
-            raise ValueError(f"video size must be even for yuv420p, got {size}")
-        self.path = path
-        av: Any  # the PyAV module, or None when it is missing
-        try:
-            import av as _av_module
-
-            av = _av_module
-        except ImportError:  # pragma: no cover - the project installs PyAV
-            av = None
-        name: str | None = "libx264" if codec == "h264" else "mpeg4"
-        if av is None or name not in av.codecs_available:
-            name = "mpeg4" if av is not None and "mpeg4" in av.codecs_available else None
-        self.codec = "h264" if name == "libx264" else "mp4v"
-        self._container: Any  # an output av.container, or None when writing through OpenCV
-        if name is None:
-            self._cv = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
-            self._container = None
-            return
-        self._container = av.open(str(path), "w")
-        options = {"preset": "veryfast", "threads": "1"} if name == "libx264" else {}
-        if bitrate_kbps is None and name == "libx264":
-            options["crf"] = "23"
-        self._stream = self._container.add_stream(name, rate=Fraction(fps).limit_denominator(1001), options=options)
-        self._stream.width, self._stream.height = size
-        self._stream.pix_fmt = "yuv420p"
-        if bitrate_kbps is not None:
-            self._stream.bit_rate = int(bitrate_kbps * 1000)
-        self._av = av
-
-    def write(self, rgb: np.ndarray) -> None:
-        if self._container is None:
-            self._cv.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-            return
-        for packet in self._stream.encode(self._av.VideoFrame.from_ndarray(rgb, format="rgb24")):
-            self._container.mux(packet)
-
-    def close(self) -> None:
-        if self._container is None:
-            self._cv.release()
-            return
-        for packet in self._stream.encode():
-            self._container.mux(packet)
-        self._container.close()
 
 
 # ------------------------------------------------------------------------------------------------ the videos
