@@ -225,3 +225,17 @@ def test_device_parameters_are_the_host_transforms_draws():
         b, c = r_host.uniform(0.8, 1.2), r_host.uniform(0.85, 1.15)
         got = RandomAugmentParams().random_map({"frames": frame}, r_dev)["augment"]
         np.testing.assert_allclose(got, np.array([theta, s, cx, cy, b, c], np.float32), rtol=1e-6)
+
+
+def test_training_batches_come_at_the_size_the_shards_were_written_at(tmp_path):
+    """A small model trains on 64-pixel shards: the training source reads the size from manifest.json (it once
+    asked every shard for 256x256 frames and failed on the first record)."""
+    from nitrogen_jax.train.data import read_image_size, tfrecord_batches
+
+    small = make_sample_shards(tmp_path, action_horizon=4, num_frames=60, games=("breakout",), image_size=64)
+    assert read_image_size(small) == 64
+    b = next(tfrecord_batches(small, augment=False)(batch_size=4, seed=0, action_horizon=4, shard_index=0, shard_count=1))
+    assert b["frames"].shape == (4, 64, 64, 3)
+    (small / "manifest.json").write_text('{"config": {"image_size": "big"}}')
+    with pytest.raises(ValueError, match="manifest.json: no integer config.image_size"):
+        read_image_size(small)

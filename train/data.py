@@ -71,6 +71,17 @@ def read_alignment(dataset: str | Path) -> dict[str, Any] | None:
     return {k: config[k] for k in ALIGNMENT_FIELDS if k in config}
 
 
+def read_image_size(dataset: str | Path) -> int | None:
+    """The frame size the shards were written at (the manifest's `image_size`), or None without a manifest."""
+    path = storage.join(dataset_location(dataset), MANIFEST)
+    if not storage.exists(path):
+        return None
+    try:
+        return int(json.loads(storage.read_bytes(path))["config"]["image_size"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: no integer config.image_size ({e})") from None
+
+
 def alignment_mismatch(alignment: dict[str, Any], policy: NitroGenConfig) -> list[str]:
     """'field: dataset X != policy Y' for each alignment setting the dataset records and the policy disagrees on
     (action_horizon only when the data holds fewer steps than the policy predicts)."""
@@ -99,6 +110,8 @@ class TFRecordBatches:
     ):
         self.dataset = check_dataset_dir(dataset)
         self.augment, self.num_workers, self.shuffle, self.num_epochs = augment, num_workers, shuffle, num_epochs
+        # Shards are written at one frame size (PreprocessConfig.image_size, 256 by default); the loader checks it.
+        self.image_size = read_image_size(self.dataset) or 256
 
     def __call__(
         self, *, batch_size: int, seed: int, action_horizon: int, shard_index: int, shard_count: int
@@ -117,6 +130,7 @@ class TFRecordBatches:
             shuffle=self.shuffle,
             num_epochs=self.num_epochs,
             augment_on="device",  # the train step applies the augmentation: the loader's core only decodes
+            image_size=self.image_size,
         )
 
     def alignment(self) -> dict[str, Any] | None:
