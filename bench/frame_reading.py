@@ -69,7 +69,9 @@ def needed_accuracy(qs: list[float], rollouts: int, execute: int) -> list[dict]:
     rows = []
     with make_env(task.env) as env:
         for q in qs:
-            wins = sum(rollout(env, task, PartlyRandomPlayer(env, q, execute, seed=i), i).success for i in range(rollouts))
+            wins = sum(
+                rollout(env, task, PartlyRandomPlayer(env, q, execute, seed=i), i).success for i in range(rollouts)
+            )
             rate = wilson(wins, rollouts)
             rows.append({"q": q, "successes": wins, "rollouts": rollouts, "low": rate.low, "high": rate.high})
     return rows
@@ -83,7 +85,11 @@ def configurations() -> dict[str, NitroGenConfig]:
         vision = dataclasses.replace(base.vision, image_size=image, patch_size=patch)
         return base.replace(vision=vision, context_len=vision.num_patches)
 
-    return {"e2e model (256 px / 16, 256 tokens)": base, "128 px / 16, context 64": at(128, 16), "64 px / 8, context 64": at(64, 8)}
+    return {
+        "e2e model (256 px / 16, 256 tokens)": base,
+        "128 px / 16, context 64": at(128, 16),
+        "64 px / 8, context 64": at(64, 8),
+    }
 
 
 def shards_at(root: Path, image_size: int, videos: list[str]) -> tuple[Path, Path]:
@@ -168,7 +174,9 @@ def main() -> None:
     need = needed_accuracy([0.0, 0.15, 0.3, 0.5, 1.0], a.rollouts, E2ESettings().eval.execute)
     print("\n| share of decisions by the RAM player (else random) | breakout_break_3 success |\n|---:|---|")
     for r in need:
-        print(f"| {r['q']:.2f} | {r['successes'] / r['rollouts']:.0%} [{r['low']:.0%}, {r['high']:.0%}] ({r['successes']}/{r['rollouts']}) |")
+        print(
+            f"| {r['q']:.2f} | {r['successes'] / r['rollouts']:.0%} [{r['low']:.0%}, {r['high']:.0%}] ({r['successes']}/{r['rollouts']}) |"
+        )
 
     if not (a.out / "recording.json").exists():
         record(a.out, RecordSettings(videos_per_game=a.videos))
@@ -180,7 +188,9 @@ def main() -> None:
         if a.configs == "all" or any(w in name for w in wanted)
     ]
     print(f"\ntrained on {len(videos) - 1} recordings x 40 s, held out {videos[-1]}; batch {a.batch_size}\n")
-    print("| configuration | steps | train s (with compiling) | steps/s | first action right | balanced (chance 1/3) | none / left / right |")
+    print(
+        "| configuration | steps | train s (with compiling) | steps/s | first action right | balanced (chance 1/3) | none / left / right |"
+    )
     print("|---|---:|---:|---:|---:|---:|---|")
     for r in rows:
         pc = " / ".join(f"{x:.0%}" for x in r["per_class"])

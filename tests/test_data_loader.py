@@ -234,7 +234,9 @@ def test_training_batches_come_at_the_size_the_shards_were_written_at(tmp_path):
 
     small = make_sample_shards(tmp_path, action_horizon=4, num_frames=60, games=("breakout",), image_size=64)
     assert read_image_size(small) == 64
-    b = next(tfrecord_batches(small, augment=False)(batch_size=4, seed=0, action_horizon=4, shard_index=0, shard_count=1))
+    b = next(
+        tfrecord_batches(small, augment=False)(batch_size=4, seed=0, action_horizon=4, shard_index=0, shard_count=1)
+    )
     assert b["frames"].shape == (4, 64, 64, 3)
     (small / "manifest.json").write_text('{"config": {"image_size": "big"}}')
     with pytest.raises(ValueError, match="manifest.json: no integer config.image_size"):
