@@ -16,11 +16,18 @@ from nitrogen_jax.train.config import TrainConfig
 ACTION_HORIZON = 8  # 8 frames at 60 Hz: the policy re-plans every `execute` of them
 
 
+IMAGE_SIZE = 128  # frames are written and read at this size (the preprocess stage's image_size)
+
+
 def e2e_model() -> NitroGenConfig:
-    """Between the tiny preset (0.11 M) and the seed: a 64-wide ViT on 16-pixel patches (a Breakout ball is ~3x5
-    pixels at 256x256, so finer patches would cost more than they give), one mixer block, a 2-block DiT."""
+    """Between the tiny preset (0.11 M) and the seed: a 64-wide ViT on 16-pixel patches of a 128-pixel frame, one
+    mixer block, a 2-block DiT. context_len is the 64 image tokens: padding them with zeros to the release's 256
+    made training 3.3x slower, and 256-pixel frames (256 tokens) 7x slower, for the same (chance-level) frame
+    reading at equal steps (bench/frame_reading.py)."""
+    vision = VisionConfig(width=64, depth=2, num_heads=4, mlp_dim=128, patch_size=16, image_size=IMAGE_SIZE)
     return NitroGenConfig(
-        vision=VisionConfig(width=64, depth=2, num_heads=4, mlp_dim=128, patch_size=16, image_size=256),
+        vision=vision,
+        context_len=vision.num_patches,
         mixer=TransformerConfig(num_layers=1, num_heads=4, head_dim=16),
         dit=TransformerConfig(num_layers=2, num_heads=4, head_dim=16, dropout=0.0),
         action_layout="seed",
@@ -63,11 +70,16 @@ class E2ESettings:
     record: RecordSettings = RecordSettings()
     extract: ExtractSettings = ExtractSettings()
     preprocess: PreprocessConfig = PreprocessConfig(
-        layout="seed", action_horizon=ACTION_HORIZON, action_fps=60.0, frame_stride=1, density_threshold=0.0
+        layout="seed",
+        action_horizon=ACTION_HORIZON,
+        action_fps=60.0,
+        frame_stride=1,
+        density_threshold=0.0,
+        image_size=IMAGE_SIZE,
     )
     model: NitroGenConfig = dataclasses.field(default_factory=e2e_model)
     train: TrainConfig = TrainConfig(
-        learning_rate=2e-3, warmup_steps=100, num_steps=1200, batch_size=16, ema_decay=0.999, save_every=400
+        learning_rate=2e-3, warmup_steps=100, num_steps=6000, batch_size=16, ema_decay=0.999, save_every=2000
     )
     augment: bool = False
     """Loader augmentations (off: positions on screen are what the policy must read)."""

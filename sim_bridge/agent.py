@@ -11,6 +11,7 @@ import jax
 import numpy as np
 
 from nitrogen_jax.actions import STANDARD_BUTTONS, Gamepad
+from nitrogen_jax.frames import squash_frame
 from nitrogen_jax.policy import Policy
 from nitrogen_jax.sim_bridge.controller import mask_menu
 
@@ -25,7 +26,8 @@ def check_temperature(temperature: float) -> float:
 
 
 class PolicyAgent:
-    """Samples a policy: frames uint8 [B,S,S,3] -> B chunks of `action_horizon` gamepad states."""
+    """Samples a policy: frames uint8 [B,S,S,3] (any S; squashed to the policy's size) -> B chunks of
+    `action_horizon` gamepad states."""
 
     def __init__(
         self,
@@ -47,6 +49,11 @@ class PolicyAgent:
         return "policy"
 
     def act(self, frames: np.ndarray) -> list[Gamepad]:
+        size = self.policy.config.vision.image_size
+        if frames.shape[1:3] != (size, size):
+            # Environments hand out the client's 256x256; a smaller policy sees them squashed once more, as the
+            # server does with a client's frames.
+            frames = np.stack([squash_frame(f, size) for f in frames])
         self._rng, rng = jax.random.split(self._rng)
         chunks = np.asarray(self.policy.sample(frames, rng=rng, num_steps=self.num_steps, temperature=self.temperature))
         layout = self.policy.config.layout
@@ -122,7 +129,9 @@ def most_frequent_action(labels_dir, stick_step: float = 0.25) -> tuple[Gamepad,
     examples: dict[bytes, Gamepad] = {}
     total = 0
     for _, pad, _ in iter_chunks(labels_dir):
-        sticks = np.round(np.concatenate([pad.j_left, pad.j_right], 1) / stick_step) * stick_step
+        # + 0.0 turns the -0.0 of a slightly negative rest position into 0.0: their bytes differ, so without it
+        # read-off labels (sticks at +-0.001) split "nothing pressed" into several states.
+        sticks = np.round(np.concatenate([pad.j_left, pad.j_right], 1) / stick_step) * stick_step + 0.0
         keys = np.concatenate([pad.buttons.astype(np.float32), sticks], 1)
         uniq, first, n = np.unique(keys, axis=0, return_index=True, return_counts=True)
         for row, i, c in zip(uniq, first, n, strict=True):

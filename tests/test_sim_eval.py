@@ -112,3 +112,23 @@ def test_eval_command_on_every_task(tmp_path):
         assert f"| {c} |" in report
     for png in ("success_by_task.png", "success_by_category.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_policy_agent_squashes_environment_frames_to_a_smaller_policy():
+    """Environments hand out 256x256 frames; a 64-pixel policy (the e2e job trains at 128) still plays them."""
+    import dataclasses
+
+    from nitrogen_jax.config import NitroGenConfig
+    from nitrogen_jax.policy import Policy
+    from nitrogen_jax.sim_bridge.agent import PolicyAgent
+    from nitrogen_jax.sim_bridge.games import make_env
+
+    tiny = Policy.init("tiny").config
+    vision = dataclasses.replace(tiny.vision, image_size=64, patch_size=16)
+    config: NitroGenConfig = tiny.replace(vision=vision, context_len=vision.num_patches)
+    agent = PolicyAgent(Policy(config, Policy.init(config).params), seed=0)
+    with make_env("ale:Breakout") as env:
+        obs, _ = env.reset(seed=0)
+    assert obs.shape == (256, 256, 3)
+    (chunk,) = agent.act(obs[None])
+    assert len(chunk) == config.action_horizon
