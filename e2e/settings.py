@@ -79,7 +79,7 @@ class E2ESettings:
     )
     model: NitroGenConfig = dataclasses.field(default_factory=e2e_model)
     train: TrainConfig = TrainConfig(
-        learning_rate=2e-3, warmup_steps=100, num_steps=6000, batch_size=16, ema_decay=0.999, save_every=2000
+        learning_rate=2e-3, warmup_steps=100, num_steps=15000, batch_size=16, ema_decay=0.999, save_every=2000
     )
     augment: bool = False
     """Loader augmentations (off: positions on screen are what the policy must read)."""
