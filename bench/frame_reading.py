@@ -25,21 +25,22 @@ from pathlib import Path
 
 import numpy as np
 
-from nitrogen_jax.actions import Gamepad
+from nitrogen_jax.actions import SEED_LAYOUT, Gamepad
 from nitrogen_jax.config import NitroGenConfig
 from nitrogen_jax.data.pipeline import run_preprocess
-from nitrogen_jax.e2e.players import BreakoutPlayer, pad_of
+from nitrogen_jax.e2e.players import BreakoutPlayer, RandomPlayer, pad_of
 from nitrogen_jax.e2e.record import RecordSettings, record
 from nitrogen_jax.e2e.settings import E2ESettings, e2e_model
 
 CLASSES = ("none", "left", "right", "fire")
-RANDOM_CHOICES = ((), ("south",), ("dpad_left",), ("dpad_right",))  # the RandomAgent's Atari inputs
+RANDOM_CHOICES = RandomPlayer("ale:Breakout").choices  # the Atari inputs a random player mashes
 
 
 def first_action_class(actions: np.ndarray) -> np.ndarray:
-    """float [N, H, 20] seed-layout chunks -> the first action's class index in CLASSES (FIRE wins, then left)."""
-    a = np.asarray(actions)[:, 0]
-    return np.where(a[:, 4] > 0.5, 3, np.where(a[:, 2] > 0.5, 1, np.where(a[:, 3] > 0.5, 2, 0)))
+    """float [N, H, A] seed-layout chunks -> the first action's class index in CLASSES (FIRE wins, then left)."""
+    a, slot = np.asarray(actions)[:, 0], SEED_LAYOUT.button_slots
+    pressed = {b: a[:, slot[b]] > SEED_LAYOUT.button_threshold for b in ("south", "dpad_left", "dpad_right")}
+    return np.where(pressed["south"], 3, np.where(pressed["dpad_left"], 1, np.where(pressed["dpad_right"], 2, 0)))
 
 
 class PartlyRandomPlayer:
@@ -51,13 +52,14 @@ class PartlyRandomPlayer:
         self.name = f"player q={q:g}"
 
     def act(self, frames: np.ndarray) -> list[Gamepad]:
+        from nitrogen_jax.sim_bridge.agent import ConstantAgent
+
         self.frame += self.horizon
         if self.rng.random() < self.q:
             pad = self.player.act(self.env.ram(), self.frame)
         else:
             pad = pad_of(*RANDOM_CHOICES[self.rng.integers(len(RANDOM_CHOICES))])
-        n = self.horizon
-        return [Gamepad(np.repeat(pad.buttons, n, 0), np.repeat(pad.j_left, n, 0), np.repeat(pad.j_right, n, 0))]
+        return ConstantAgent(pad, self.horizon).act(frames)  # the decision held for the whole chunk
 
 
 def needed_accuracy(qs: list[float], rollouts: int, execute: int) -> list[dict]:

@@ -58,27 +58,36 @@ def dataset_size(dataset: str | Path) -> int:
     return len(TFRecordSource(check_dataset_dir(dataset)))
 
 
-def read_alignment(dataset: str | Path) -> dict[str, Any] | None:
-    """The alignment settings recorded in the dataset's manifest.json (keyed by PreprocessConfig field), or None
-    when the folder has no manifest (shards from elsewhere)."""
+def read_manifest_config(dataset: str | Path) -> dict[str, Any] | None:
+    """The PreprocessConfig recorded in the dataset's manifest.json, or None when the folder has no manifest
+    (shards from elsewhere)."""
     path = storage.join(dataset_location(dataset), MANIFEST)
     if not storage.exists(path):
         return None
     try:
         config = json.loads(storage.read_bytes(path))["config"]
+        if not isinstance(config, dict):
+            raise TypeError(f"config is a {type(config).__name__}")
+        return config
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{path}: not a preprocessing manifest with a 'config' object ({e})") from None
-    return {k: config[k] for k in ALIGNMENT_FIELDS if k in config}
+
+
+def read_alignment(dataset: str | Path) -> dict[str, Any] | None:
+    """The alignment settings recorded in the manifest (keyed by PreprocessConfig field), or None without one."""
+    config = read_manifest_config(dataset)
+    return None if config is None else {k: config[k] for k in ALIGNMENT_FIELDS if k in config}
 
 
 def read_image_size(dataset: str | Path) -> int | None:
     """The frame size the shards were written at (the manifest's `image_size`), or None without a manifest."""
-    path = storage.join(dataset_location(dataset), MANIFEST)
-    if not storage.exists(path):
+    config = read_manifest_config(dataset)
+    if config is None:
         return None
     try:
-        return int(json.loads(storage.read_bytes(path))["config"]["image_size"])
+        return int(config["image_size"])
     except (ValueError, KeyError, TypeError) as e:
+        path = storage.join(dataset_location(dataset), MANIFEST)
         raise ValueError(f"{path}: no integer config.image_size ({e})") from None
 
 
