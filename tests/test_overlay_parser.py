@@ -52,12 +52,33 @@ def read_per_style(parser: OverlayParser, styles, clips, n_per_style: int, seed:
         src = RenderedPairs([style], clips, seed=seed + k, num_streams=2, stream_len=120)
         ex = [src[i] for i in range(n_per_style)]
         parsed = parser.parse(
-            np.stack([e["prev"] for e in ex]), np.stack([e["cur"] for e in ex]), template_input(style)
+            np.stack([e["prev"] for e in ex]), np.stack([e["cur"] for e in ex]), template_input(STYLES[style])
         )
         reads.append(dataclasses.asdict(parsed))
         truths.append({k2: np.stack([e[k2] for e in ex]) for k2 in ("buttons", "j_left", "j_right", "triggers")})
     cat = lambda ds: {k: np.concatenate([d[k] for d in ds]) for k in ds[0]}  # noqa: E731
     return cat(reads), cat(truths)
+
+
+def test_rendered_pairs_mix_in_random_looks_only_when_asked(heldout_clips):
+    named = {template_input(STYLES[s]).tobytes() for s in TRAIN_STYLES[:2]}
+    plain = RenderedPairs(TRAIN_STYLES[:2], heldout_clips, seed=5, num_streams=2, stream_len=60)
+    assert all(plain[i]["template"].tobytes() in named for i in range(12))
+    mixed = RenderedPairs(
+        TRAIN_STYLES[:2],
+        heldout_clips,
+        seed=5,
+        num_streams=2,
+        stream_len=60,
+        random_style_share=1.0,
+        num_random_styles=9,
+    )
+    examples = [mixed[i] for i in range(40)]
+    assert not any(e["template"].tobytes() in named for e in examples)
+    assert {int(e["family"]) for e in examples} == {0, 1, 2}, "random looks span the families"
+    assert len({e["template"].tobytes() for e in examples}) > 5
+    with pytest.raises(ValueError, match="random_style_share"):
+        RenderedPairs(TRAIN_STYLES[:1], heldout_clips, seed=0, random_style_share=1.5)
 
 
 def test_grid_expectation_reads_cell_centres_x_then_y():
@@ -120,7 +141,7 @@ def test_rectify_inverts_composite():
     shown, affine = composite(frame, overlay, x=101.3, y=57.8, scale=0.9, opacity=1.0)
     crop = rectify(shown, affine, style.family)
     assert crop.shape == (H, W, 3) and crop.dtype == np.uint8
-    assert np.abs(crop.astype(int) - template_input(style.name).astype(int)).mean() < 6
+    assert np.abs(crop.astype(int) - template_input(style).astype(int)).mean() < 6
     with pytest.raises(ValueError, match="2x3"):
         rectify(shown, np.eye(3), style.family)
     with pytest.raises(ValueError, match="unknown overlay family"):
@@ -169,6 +190,7 @@ def test_short_training_beats_the_floor(heldout_clips):
         dims=TINY.dims,
         depths=TINY.depths,
         styles=(style,),
+        random_style_share=0.0,
     )
     parser, _ = train_parser(args)
     read, truth = read_per_style(parser, [style], heldout_clips, 64, seed=999)

@@ -29,6 +29,7 @@ from nitrogen_jax.data.overlay.styles import (
     TRAIN_STYLES,
     canonical_size,
     element_boxes,
+    random_style,
 )
 from nitrogen_jax.data.overlay.synth import load_synth_video, make_overlay_video, random_pad_stream
 
@@ -62,9 +63,13 @@ def test_every_style_renders_its_template(name):
         assert x >= 0 and y >= 0 and x + bw <= w and y + bh <= h, (name, (x, y, bw, bh))
 
 
-@pytest.mark.parametrize("name", ALL_STYLES)
-def test_pressed_button_changes_pixels_only_inside_its_element(name):
-    style = STYLES[name]
+# Parser training draws looks at random (`random_style`): they must honour the same contract as the named ones.
+RANDOM_STYLES = [random_style(FAMILIES[i % 3], np.random.default_rng(i)) for i in range(12)]
+
+
+@pytest.mark.parametrize("style", [STYLES[n] for n in ALL_STYLES] + RANDOM_STYLES, ids=lambda s: s.name)
+def test_pressed_button_changes_pixels_only_inside_its_element(style):
+    name = style.name
     boxes = element_boxes(style.family)
     neutral = render_premultiplied(style, None).astype(np.int16)  # premultiplied: what shows, at any opacity
     for button in STANDARD_BUTTONS:
@@ -88,10 +93,14 @@ def _cap_centroid(style, stick: str, value) -> tuple[float, float]:
     return (weight * xs).sum() / weight.sum(), (weight * ys).sum() / weight.sum()
 
 
-@pytest.mark.parametrize("name", ["xbox_filled_dark", "ps_outline_light", "generic_light_square", "xbox_neon"])
+@pytest.mark.parametrize(
+    "style",
+    [STYLES[n] for n in ("xbox_filled_dark", "ps_outline_light", "generic_light_square", "xbox_neon")]
+    + RANDOM_STYLES[:3],
+    ids=lambda s: s.name,
+)
 @pytest.mark.parametrize("stick", ["j_left", "j_right"])
-def test_stick_cap_centroid_follows_the_stick(name, stick):
-    style = STYLES[name]
+def test_stick_cap_centroid_follows_the_stick(style, stick):
     ring = next(e for e in LAYOUTS[style.family].elements if e.name == stick)
     travel = ring.w / 2 * STICK_TRAVEL  # pixels at full deflection
     for v in ([-0.7, 0], [-0.5, 0.3], [0, 0], [0.35, -0.6], [0.45, 0.45], [0.6, -0.2]):  # cap inside its ring
@@ -121,6 +130,16 @@ def test_trigger_fill_is_proportional(name):
             areas.append((np.abs(img - neutral).max(-1) / 255.0).sum())
         ratios = np.array(areas) / areas[-1]
         np.testing.assert_allclose(ratios, [0.25, 0.5, 0.75, 1.0], atol=0.04, err_msg=f"{name} {trig}: {areas}")
+
+
+def test_random_styles_are_reproducible_varied_and_checked():
+    again = [random_style(FAMILIES[i % 3], np.random.default_rng(i)) for i in range(12)]
+    assert again == RANDOM_STYLES, "a random style is a pure function of its generator's seed"
+    assert len({(s.body_color, s.line_color, s.highlight, s.shape, s.body) for s in RANDOM_STYLES}) == 12
+    assert {s.family for s in RANDOM_STYLES} == set(FAMILIES)
+    assert not {s.name for s in RANDOM_STYLES} & set(STYLES)
+    with pytest.raises(ValueError, match="unknown family 'snes'"):
+        random_style("snes", np.random.default_rng(0))
 
 
 def test_heldout_and_train_styles_are_disjoint_and_cover_every_family():

@@ -25,7 +25,7 @@ import numpy as np
 
 from nitrogen_jax.data.overlay.parser import CHANGE_MAP_HW, NUM_BUTTONS, rectify, resize_to_input
 from nitrogen_jax.data.overlay.render import PadState, composite, neutral_template, render_premultiplied
-from nitrogen_jax.data.overlay.styles import FAMILIES, STYLES, canonical_size
+from nitrogen_jax.data.overlay.styles import FAMILIES, STYLES, OverlayStyle, canonical_size, random_style
 from nitrogen_jax.data.overlay.synth import gameplay_frames, random_pad_stream
 
 TRIGGER_BUTTON_INDEX = (9, 13)  # left_trigger, right_trigger in STANDARD_BUTTONS
@@ -88,10 +88,10 @@ def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
     return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
 
 
-@functools.cache
-def template_input(style_name: str) -> np.ndarray:
+@functools.lru_cache(maxsize=512)
+def template_input(style: OverlayStyle) -> np.ndarray:
     """The style's neutral template at PARSER_INPUT_HW: what the parser is given for a style."""
-    return resize_to_input(neutral_template(STYLES[style_name]))
+    return resize_to_input(neutral_template(style))
 
 
 def gameplay_clips(games: Sequence[str], frames: int, seed: int, fps: float = 15.0) -> list[np.ndarray]:
@@ -101,20 +101,20 @@ def gameplay_clips(games: Sequence[str], frames: int, seed: int, fps: float = 15
     return [np.stack(list(gameplay_frames(g, random_pad_stream(frames, fps, rng), fps, seed))) for g in games]
 
 
-def family_index(style_name: str) -> np.ndarray:
-    return np.asarray(FAMILIES.index(STYLES[style_name].family), np.int32)
+def family_index(style: OverlayStyle) -> np.ndarray:
+    return np.asarray(FAMILIES.index(style.family), np.int32)
 
 
-@functools.cache
-def _neutral_premultiplied(style_name: str) -> np.ndarray:
-    return render_premultiplied(STYLES[style_name], None)
+@functools.lru_cache(maxsize=512)
+def _neutral_premultiplied(style: OverlayStyle) -> np.ndarray:
+    return render_premultiplied(style, None)
 
 
-def change_map(style_name: str, premultiplied: np.ndarray) -> np.ndarray:
+def change_map(style: OverlayStyle, premultiplied: np.ndarray) -> np.ndarray:
     """float32 CHANGE_MAP_HW: the share of each cell of the template frame where this render differs from the neutral
     one (a press, a displaced cap, a trigger fill): a dense target that teaches the encoder what to look at long
     before 17 labels per example would."""
-    diff = np.abs(premultiplied.astype(np.int16) - _neutral_premultiplied(style_name)).max(-1) > 32
+    diff = np.abs(premultiplied.astype(np.int16) - _neutral_premultiplied(style)).max(-1) > 32
     h, w = CHANGE_MAP_HW
     return cv2.resize(diff.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
 
@@ -133,7 +133,7 @@ def background_patch(frame: np.ndarray, size: tuple[int, int], rng: np.random.Ge
 
 
 def render_example(
-    style_name: str,
+    style: OverlayStyle,
     prev: PadState,
     cur: PadState,
     backgrounds: tuple[np.ndarray, np.ndarray],
@@ -141,7 +141,6 @@ def render_example(
     deg: Degradation = Degradation(),
 ) -> dict[str, np.ndarray]:
     """One parser example from two pad states over two consecutive background frames."""
-    style = STYLES[style_name]
     w, h = canonical_size(style.family)
     scale, opacity = rng.uniform(*deg.scale), rng.uniform(*deg.opacity)
     margin = 6
@@ -162,10 +161,10 @@ def render_example(
     return {
         "prev": prev_crop,
         "cur": cur_crop,
-        "template": template_input(style_name),
+        "template": template_input(style),
         **truth_arrays(cur),
-        "changed": change_map(style_name, overlay),
-        "family": family_index(style_name),
+        "changed": change_map(style, overlay),
+        "family": family_index(style),
     }
 
 
@@ -180,7 +179,11 @@ def truth_arrays(state: PadState) -> dict[str, np.ndarray]:
 
 class RenderedPairs:
     """Random-access parser examples: example i is a pure function of (seed, i), so a Grain MapDataset over it is
-    reproducible and resumable. Backgrounds are gameplay clips, uint8 [T >= 2, H, W, 3] each (`gameplay_clips`)."""
+    reproducible and resumable. Backgrounds are gameplay clips, uint8 [T >= 2, H, W, 3] each (`gameplay_clips`).
+
+    A share `random_style_share` of examples is drawn in one of `num_random_styles` random looks (`random_style`,
+    fixed by the seed, spread over the families) instead of a named style: a dozen named looks teach the parser
+    those looks, a few hundred random ones teach it to compare any look with its template."""
 
     def __init__(
         self,
@@ -191,6 +194,8 @@ class RenderedPairs:
         stream_share: float = 0.5,
         num_streams: int = 16,
         stream_len: int = 600,
+        random_style_share: float = 0.0,
+        num_random_styles: int = 240,
     ):
         unknown = [s for s in styles if s not in STYLES]
         if unknown:
@@ -198,14 +203,23 @@ class RenderedPairs:
         bad = [c.shape for c in backgrounds if c.ndim != 4 or c.shape[0] < 2 or c.shape[3] != 3]
         if not backgrounds or bad:
             raise ValueError(f"backgrounds must be clips of uint8 [frames >= 2, H, W, 3], got {bad or 'none'}")
-        self.styles, self.backgrounds, self.seed, self.deg = tuple(styles), backgrounds, seed, deg
-        self.stream_share = stream_share
+        if not 0 <= random_style_share <= 1:
+            raise ValueError(f"random_style_share must be in [0, 1], got {random_style_share}")
+        self.styles, self.backgrounds, self.seed, self.deg = tuple(STYLES[s] for s in styles), backgrounds, seed, deg
+        self.stream_share, self.random_style_share = stream_share, random_style_share
         rng = np.random.default_rng([seed, 1])
         self.streams = [random_pad_stream(stream_len, float(rng.choice([30.0, 60.0])), rng) for _ in range(num_streams)]
+        style_rng = np.random.default_rng([seed, 7])
+        self.random_styles = tuple(
+            random_style(FAMILIES[i % len(FAMILIES)], style_rng)
+            for i in range(num_random_styles if random_style_share else 0)
+        )
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng([self.seed, 2, index])
         style = self.styles[rng.integers(len(self.styles))]
+        if self.random_styles and rng.random() < self.random_style_share:
+            style = self.random_styles[rng.integers(len(self.random_styles))]
         if rng.random() < self.stream_share:
             stream = self.streams[rng.integers(len(self.streams))]
             t = int(rng.integers(1, len(stream)))
@@ -252,12 +266,13 @@ class VideoCrops:
             for t in range(1, min(len(crops), len(v.truth))):
                 self.prev.append(crops[t - 1])
                 self.cur.append(crops[t])
-                self.templates.append(v.style)
+                style = STYLES[v.style]
+                self.templates.append(style)
                 self.truth.append(
                     truth_arrays(v.truth[t])
                     | {
-                        "changed": change_map(v.style, render_premultiplied(STYLES[v.style], v.truth[t])),
-                        "family": family_index(v.style),
+                        "changed": change_map(style, render_premultiplied(style, v.truth[t])),
+                        "family": family_index(style),
                     }
                 )
 

@@ -346,7 +346,7 @@ def _rounded_rect_alpha(img, cx, cy, w, h, r, fill, line) -> None:
     cv2.polylines(img, [poly], True, line, 1, cv2.LINE_AA, _SHIFT)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=320)  # the named styles and parser training's random ones (parser_data)
 def _base(style: OverlayStyle) -> np.ndarray:
     """Premultiplied RGBA of everything that never moves: body, rings, idle buttons, empty trigger bars."""
     w, h = canonical_size(style.family)

@@ -278,6 +278,55 @@ HELDOUT_STYLES: tuple[str, ...] = ("xbox_neon", "ps_blue_glow", "generic_pastel"
 TRAIN_STYLES: tuple[str, ...] = tuple(n for n in STYLES if n not in HELDOUT_STYLES)
 
 
+def _color(rng) -> Color:
+    return tuple(int(v) for v in rng.integers(0, 256, 3))  # type: ignore[return-value]
+
+
+def _far_color(rng, *others: Color, distance: int = 200) -> Color:
+    """A random colour at least `distance` away (summed over channels) from each of `others`, so that what it
+    marks (a press, a cap) stays visible against what it is drawn on."""
+    for _ in range(100):
+        c = _color(rng)
+        if all(sum(abs(a - b) for a, b in zip(c, o, strict=True)) >= distance for o in others):
+            return c
+    return tuple(255 - v for v in others[0])  # type: ignore[return-value]
+
+
+def random_style(family: str, rng) -> OverlayStyle:
+    """A style drawn at random for `family`: every colour uniform over RGB (kept apart where a press or a cap must
+    show), outlined or filled, round or square, with or without body, labels and face colours.
+
+    Parser training mixes these in beside TRAIN_STYLES so that it learns to read *any* look against its template
+    rather than the dozen looks it was shown; HELDOUT_STYLES stay unseen (their colours are not sampled from)."""
+    if family not in FAMILIES:
+        raise ValueError(f"random_style: unknown family {family!r}; expected one of {FAMILIES}")
+    body = bool(rng.random() < 0.6)
+    body_color = _color(rng)
+    behind = body_color if body else (0, 0, 0)
+    button_fill = None if rng.random() < 0.35 else _far_color(rng, behind, distance=60)
+    idle = button_fill if button_fill is not None else behind
+    line_color = _far_color(rng, behind, distance=150)
+    palettes = (None, XBOX_FACE, PS_FACE, SNES_FACE, (_color(rng), _color(rng), _color(rng), _color(rng)))
+    return OverlayStyle(
+        name=f"random_{family}_{int(rng.integers(1 << 30))}",
+        family=family,
+        body=body,
+        body_color=body_color,
+        body_alpha=int(rng.integers(160, 256)),
+        line_color=line_color,
+        line_width=int(rng.integers(1, 3)),
+        button_fill=button_fill,
+        face_colors=palettes[int(rng.integers(len(palettes)))],
+        face_fill=bool(rng.random() < 0.5),
+        shape="round" if rng.random() < 0.6 else "square",
+        labels=bool(rng.random() < 0.6),
+        label_color=_far_color(rng, idle, distance=150),
+        highlight=_far_color(rng, idle, line_color, distance=200),
+        cap_color=_far_color(rng, behind, distance=200),
+        trigger_fill=_far_color(rng, behind, distance=200),
+    )
+
+
 def get_style(name: str) -> OverlayStyle:
     if name not in STYLES:
         raise ValueError(f"unknown overlay style {name!r}; expected one of {sorted(STYLES)}")

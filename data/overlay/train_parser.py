@@ -60,7 +60,7 @@ CHANGE_WEIGHT = 5.0  # the dense "differs from neutral" map: the signal that get
 class TrainParserArgs:
     out: Path = WEIGHTS_DIR
     """Where the trained parser is saved (OverlayParser.save directory)."""
-    steps: int = 1300
+    steps: int = 6000
     """Optimiser updates."""
     batch_size: int = 32
     """Examples per update."""
@@ -76,10 +76,12 @@ class TrainParserArgs:
     """Styles to train on (never HELDOUT_STYLES for the shipped weights)."""
     background_frames: int = 160
     """Gameplay frames recorded per game for backgrounds (a scripted player at 15 fps)."""
-    videos: int = 6
+    videos: int = 12
     """Real compressed overlay videos (make_overlay_video, TRAIN_STYLES x TRAIN_GAMES) to mix in; 0 for none."""
     video_share: float = 0.15
     """Share of training examples cut from those videos."""
+    random_style_share: float = 0.5
+    """Share of rendered examples drawn in a random look (`styles.random_style`) instead of one of `styles`."""
     eval_examples: int = 512
     """Examples in each held-out evaluation set."""
     threads: int = 2
@@ -93,6 +95,8 @@ class TrainParserArgs:
         for name in ("steps", "batch_size", "eval_examples", "threads", "background_frames"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainParserArgs.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.random_style_share <= 1:
+            raise ValueError(f"TrainParserArgs.random_style_share must be in [0, 1], got {self.random_style_share}")
         if not 0 <= self.video_share <= 1:
             raise ValueError(f"TrainParserArgs.video_share must be in [0, 1], got {self.video_share}")
 
@@ -189,7 +193,7 @@ def training_videos(count: int, folder: Path, seed: int) -> list:
                 seed=seed * 1000 + i,
                 fps=float(rng.choice([30, 60])),
                 seconds=2.0,
-                bitrate_kbps=int(rng.choice([500, 1000, 2000])),
+                bitrate_kbps=int(rng.choice([300, 500, 1000, 2000])),
             )
         )
     return videos
@@ -220,7 +224,12 @@ def train_parser(args: TrainParserArgs, eval_sets: dict | None = None) -> tuple[
     )
     step = make_parser_train_step(net, tx, opt_cfg.ema_decay)
 
-    rendered = RenderedPairs(args.styles, gameplay_clips(TRAIN_GAMES, args.background_frames, args.seed), args.seed)
+    rendered = RenderedPairs(
+        args.styles,
+        gameplay_clips(TRAIN_GAMES, args.background_frames, args.seed),
+        args.seed,
+        random_style_share=args.random_style_share,
+    )
     with tempfile.TemporaryDirectory(prefix="parser_videos_") as tmp:
         video_crops = VideoCrops(training_videos(args.videos, Path(tmp), args.seed), args.seed) if args.videos else None
     source = Mixture(rendered, video_crops, args.video_share, args.seed)
