@@ -16,7 +16,13 @@ from nitrogen_jax.actions import STANDARD_BUTTONS
 from nitrogen_jax.data.layout import find_chunks, read_chunk
 from nitrogen_jax.data.overlay.clean import CleanConfig, calibrate_stick, clean_parsed, frames_to_rows, write_labels
 from nitrogen_jax.data.overlay.extract import REPORT_FILE, ExtractArgs, VideoExtractor, run, sample_frames
-from nitrogen_jax.data.overlay.localize import TemplateLibrary, localize, screenshot_template
+from nitrogen_jax.data.overlay.localize import (
+    LocalizeConfig,
+    TemplateLibrary,
+    localize,
+    screenshot_template,
+    search_scale,
+)
 from nitrogen_jax.data.overlay.styles import FAMILIES, HELDOUT_STYLES, STYLES, TRAIN_STYLES
 from nitrogen_jax.data.overlay.synth import HELDOUT_GAMES, TRAIN_GAMES, make_overlay_video
 from nitrogen_jax.data.report import Report
@@ -82,7 +88,18 @@ def test_no_overlay_on_overlay_free_videos(tmp_path, library):
         )
         found = localize(sample_frames(video.path, 25)[0], library)
         assert not found.found and found.template is None and found.affine is None
+        assert found.frames_visited == 2 * 26, "a 360p frame with nothing found is searched again, upscaled"
         assert found.reason.startswith("no overlay found") and ("inliers" in found.reason or "matches" in found.reason)
+
+
+def test_search_scale_downscales_large_frames_and_retries_small_ones_upscaled():
+    cfg = LocalizeConfig()  # max_side 960, retry_upscale 1.5
+    assert search_scale((1080, 1920), cfg) == 0.5 and search_scale((1080, 1920), cfg, retry=True) == 1.0
+    assert search_scale((360, 640), cfg) == 1.0 and search_scale((360, 640), cfg, retry=True) == 1.5
+    assert search_scale((600, 800), cfg, retry=True) == 1.2  # capped at max_side
+    assert search_scale((360, 640), LocalizeConfig(retry_upscale=1.0), retry=True) == 1.0  # off
+    with pytest.raises(ValueError, match="retry_upscale"):
+        LocalizeConfig(retry_upscale=0.5)
 
 
 def test_user_template_from_a_screenshot(tmp_path):
