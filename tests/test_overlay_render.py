@@ -272,7 +272,11 @@ def test_make_videos_command_and_contact_sheet(tmp_path):
     assert all(load_synth_video(tmp_path / "set" / m["video"]).num_frames == int(0.5 * m["fps"]) for m in manifest)
     out = tmp_path / "sheet.png"
     assert contact_sheet.run(contact_sheet.ContactSheetArgs(out=out)) == 0
-    assert cv2.imread(str(out)).shape[0] > 100
+    named = cv2.imread(str(out))
+    assert named.shape[0] > 100
+    assert contact_sheet.run(contact_sheet.ContactSheetArgs(out=out, random=3, columns=3)) == 0
+    random_looks = cv2.imread(str(out))
+    assert random_looks.shape[0] < named.shape[0] and random_looks.std() > 10  # one row of three, drawn
 
 
 def test_bad_inputs_name_what_was_expected(tmp_path):
