@@ -304,14 +304,11 @@ def search_scale(frame_hw: tuple[int, int], cfg: LocalizeConfig, retry: bool = F
     return max(1.0, min(cfg.retry_upscale, cfg.max_side / longest))
 
 
-def match_frame(
-    frame: np.ndarray, index: int, library: TemplateLibrary, pool: Correspondences, scale: float | None = None
-) -> None:
-    """Add this RGB frame's ratio-tested matches (per template) to `pool`; SIFT runs on the frame resized by
-    `scale` (default `search_scale`), and the matches are in the frame's own pixels."""
+def match_frame(frame: np.ndarray, index: int, library: TemplateLibrary, pool: Correspondences, s: float) -> None:
+    """Add this RGB frame's ratio-tested matches (per template) to `pool`; SIFT runs on the frame resized by `s`
+    (`search_scale`), and the matches are in the frame's own pixels."""
     cfg = library.cfg
     h, w = frame.shape[:2]
-    s = search_scale((h, w), cfg) if scale is None else scale
     gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
     if s != 1.0:
         interpolation = cv2.INTER_AREA if s < 1.0 else cv2.INTER_CUBIC
@@ -456,9 +453,8 @@ def localize(frames: list[np.ndarray], library: TemplateLibrary) -> LocalizeResu
     visits = ([(len(frames), median)] if median is not None else []) + [
         (i, frames[i]) for i in spread_order(len(frames))
     ]
-    scales = [search_scale((h, w), cfg)]
-    if search_scale((h, w), cfg, retry=True) > scales[0]:
-        scales.append(search_scale((h, w), cfg, retry=True))
+    first, retry = search_scale((h, w), cfg), search_scale((h, w), cfg, retry=True)
+    scales = [first, retry] if retry > first else [first]
     visited = 0
     for scale in scales:
         pool, fits = Correspondences(), []
@@ -498,7 +494,7 @@ def localize(frames: list[np.ndarray], library: TemplateLibrary) -> LocalizeResu
     bbox = (int(x0), int(y0), int(x1 - x0), int(y1 - y0))
     reason = (
         f"{template.name} ({template.family}): {best.distinct} inliers from {len(best.frames)} of {visited} "
-        "searched frames" + (f" (found on the retry at {scale:g}x)" if scale > scales[0] else "")
+        "searched frames" + (f" (found on the retry at {scale:g}x)" if scale > first else "")
     )
     return LocalizeResult(
         True,

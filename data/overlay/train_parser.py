@@ -95,10 +95,9 @@ class TrainParserArgs:
         for name in ("steps", "batch_size", "eval_examples", "threads", "background_frames"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainParserArgs.{name} must be >= 1, got {getattr(self, name)}")
-        if not 0 <= self.random_style_share <= 1:
-            raise ValueError(f"TrainParserArgs.random_style_share must be in [0, 1], got {self.random_style_share}")
-        if not 0 <= self.video_share <= 1:
-            raise ValueError(f"TrainParserArgs.video_share must be in [0, 1], got {self.video_share}")
+        for name in ("video_share", "random_style_share"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"TrainParserArgs.{name} must be in [0, 1], got {getattr(self, name)}")
 
 
 def stick_grid_target(xy: jax.Array, g: int = STICK_GRID) -> jax.Array:
