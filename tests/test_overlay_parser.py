@@ -196,3 +196,29 @@ def test_short_training_beats_the_floor(heldout_clips):
     read, truth = read_per_style(parser, [style], heldout_clips, 64, seed=999)
     m = reading_metrics(read, truth)
     assert m["button_accuracy"] >= 0.85 and m["stick_r2"] >= 0.6, m
+
+
+def test_training_continues_from_saved_weights(tmp_path):
+    """--init starts from a saved parser (its own dims, not the arguments'), so the shipped weights can be trained
+    further or fine-tuned on a user's style."""
+    start = OverlayParser.init(TINY, seed=5)
+    start.save(tmp_path / "start")
+    start = OverlayParser.load(tmp_path / "start")  # as stored (float16 on disk)
+    args = TrainParserArgs(
+        steps=2,
+        batch_size=2,
+        videos=0,
+        background_frames=4,
+        learning_rate=1e-7,
+        warmup_steps=1,
+        threads=1,
+        styles=(TRAIN_STYLES[0],),
+        init=tmp_path / "start",
+    )
+    assert args.dims != TINY.dims
+    parser, _ = train_parser(args)
+    assert parser.config == start.config
+    drift = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), parser.params, start.params)
+    assert max(jax.tree.leaves(drift)) < 1e-4
+    with pytest.raises(FileNotFoundError, match="not an OverlayParser.save directory"):
+        train_parser(dataclasses.replace(args, init=tmp_path / "missing"))

@@ -90,6 +90,9 @@ class TrainParserArgs:
     """Channels of the encoder's stages."""
     depths: tuple[int, ...] = ParserConfig.depths
     """Transformer blocks per encoder stage."""
+    init: Path | None = None
+    """Start from these weights (an OverlayParser.save folder, e.g. data/overlay/weights) instead of random ones:
+    to train the shipped parser further, or to fine-tune it on your own styles; its dims and depths are used."""
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "eval_examples", "threads", "background_frames"):
@@ -199,9 +202,10 @@ def training_videos(count: int, folder: Path, seed: int) -> list:
 
 
 def train_parser(args: TrainParserArgs, eval_sets: dict | None = None) -> tuple[OverlayParser, dict]:
-    """Train from scratch; returns the parser (EMA params) and {set: metrics} on the evaluation sets given (none
-    measured when eval_sets is empty)."""
-    config = ParserConfig(dims=args.dims, depths=args.depths)
+    """Train from scratch (or from `args.init`); returns the parser (EMA params) and {set: metrics} on the
+    evaluation sets given (none measured when eval_sets is empty)."""
+    start = OverlayParser.load(args.init) if args.init is not None else None
+    config = start.config if start is not None else ParserConfig(dims=args.dims, depths=args.depths)
     net = OverlayParserNet(config)
     opt_cfg = TrainConfig(
         learning_rate=args.learning_rate,
@@ -212,7 +216,7 @@ def train_parser(args: TrainParserArgs, eval_sets: dict | None = None) -> tuple[
         seed=args.seed,
         ema_decay=0.998,
     )
-    params = init_parser_params(config, jax.random.key(args.seed))
+    params = start.params if start is not None else init_parser_params(config, jax.random.key(args.seed))
     tx = make_optimizer(opt_cfg, jax.tree.map(lambda _: True, params))
     state = TrainState(
         jnp.zeros((), jnp.int32),
