@@ -91,8 +91,8 @@ class TrainParserArgs:
     depths: tuple[int, ...] = ParserConfig.depths
     """Transformer blocks per encoder stage."""
     init: Path | None = None
-    """Start from these weights (an OverlayParser.save folder, e.g. data/overlay/weights) instead of random ones:
-    to train the shipped parser further, or to fine-tune it on your own styles; its dims and depths are used."""
+    """Start from these weights (an OverlayParser.save folder, e.g. data/overlay/weights) instead of random ones,
+    to train the shipped parser further (more steps, other styles, a lower rate); its dims and depths are used."""
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "eval_examples", "threads", "background_frames"):
