@@ -23,13 +23,16 @@ def e2e_model() -> NitroGenConfig:
     """Between the tiny preset (0.11 M) and the seed: a 64-wide ViT on 16-pixel patches of a 128-pixel frame, one
     mixer block, a 2-block DiT. context_len is the 64 image tokens: padding them with zeros to the release's 256
     made training 3.3x slower, and 256-pixel frames (256 tokens) 7x slower, for the same (chance-level) frame
-    reading at equal steps (bench/frame_reading.py)."""
+    reading at equal steps (bench/frame_reading.py). global_context gives the DiT a linear view of all the tokens:
+    through cross-attention alone it never learned to compare the ball's column with the paddle's
+    (bench/relational_probe.py)."""
     vision = VisionConfig(width=64, depth=2, num_heads=4, mlp_dim=128, patch_size=16, image_size=IMAGE_SIZE)
     return NitroGenConfig(
         vision=vision,
         context_len=vision.num_patches,
         mixer=TransformerConfig(num_layers=1, num_heads=4, head_dim=16),
         dit=TransformerConfig(num_layers=2, num_heads=4, head_dim=16, dropout=0.0),
+        global_context=True,
         action_layout="seed",
         action_horizon=ACTION_HORIZON,
         action_fps=60.0,

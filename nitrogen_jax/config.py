@@ -86,13 +86,15 @@ class NitroGenConfig:
     resamples labels to it. action_shift is the number of action steps between a frame and the first action of its
     chunk in the data the policy was trained on (the release: 3); it changes no weights, but fine-tuning data should
     agree with it. hidden_size is the width of the action tokens (and must equal the DiT width); context_len is the tokenizer's
-    max sequence length: image tokens are left-padded with zeros up to it, as in the release.
+    max sequence length: image tokens are left-padded with zeros up to it, as in the release. global_context (not
+    in the release; off in its presets) adds a linear map of all image tokens to the DiT's time embedding (see DiT).
     """
 
     vision: VisionConfig = VisionConfig()
     mixer: TransformerConfig = TransformerConfig(num_layers=4)
     dit: TransformerConfig = TransformerConfig(num_layers=8, dropout=0.2)
     interleave_self_attention: bool = True
+    global_context: bool = False
     action_layout: str = "release"
     action_horizon: int = 18
     action_fps: float = 60.0

@@ -94,11 +94,18 @@ class VLMixer(nn.Module):
 
 class DiT(nn.Module):
     """Diffusion transformer over action tokens: AdaLN time conditioning, even blocks cross-attend to the mixed
-    image tokens (all blocks when not interleaved), odd blocks self-attend; AdaLN output head."""
+    image tokens (all blocks when not interleaved), odd blocks self-attend; AdaLN output head.
+
+    global_context (not in the release) adds a linear map of all image tokens, position by position, to the time
+    embedding that every block's AdaLN reads. Cross-attention weighs tokens by content, so where a token sits
+    reaches the actions only through position embeddings mixed into it; trained from scratch, that path never
+    learned to compare two objects' columns, and this one did (bench/relational_probe.py, docs/e2e.md).
+    """
 
     cfg: TransformerConfig
     output_dim: int
     interleave_self_attention: bool = True
+    global_context: bool = False
     dtype: jnp.dtype = jnp.float32
     remat: bool = False
 
@@ -111,6 +118,8 @@ class DiT(nn.Module):
         self.norm_out = nn.LayerNorm(1e-6, use_scale=False, use_bias=False, dtype=self.dtype)
         self.proj_out_1 = nn.Dense(2 * c.width, dtype=self.dtype)
         self.proj_out_2 = nn.Dense(self.output_dim, dtype=self.dtype)
+        if self.global_context:
+            self.global_proj = nn.Dense(c.width, dtype=self.dtype)
 
     def is_cross(self, i: int) -> bool:
         return is_cross_attention_block(i, self.interleave_self_attention)
@@ -120,13 +129,19 @@ class DiT(nn.Module):
         return self.time_linear_2(nn.silu(self.time_linear_1(t.astype(self.dtype))))
 
     def context_kv(self, context):
-        """Keys/values of every cross-attention block (None for self-attention blocks)."""
-        return tuple(b.project_kv(context) if self.is_cross(i) else None for i, b in enumerate(self.blocks))
+        """Keys/values of every cross-attention block (None for self-attention blocks), then, with global_context,
+        the image's term of the time embedding: everything the steps need from the image, computed once."""
+        kv = tuple(b.project_kv(context) if self.is_cross(i) else None for i, b in enumerate(self.blocks))
+        if self.global_context:
+            kv += (self.global_proj(context.reshape(context.shape[0], -1)),)
+        return kv
 
     def __call__(self, x, bucket, context=None, kv=None, deterministic: bool = True):
         if kv is None:
             kv = self.context_kv(context)
         temb = self.time_embedding(bucket)
+        if self.global_context:
+            temb = temb + kv[-1]
         for i, b in enumerate(self.blocks):
             ctx = context if self.is_cross(i) else None
             x = b(x, temb, ctx, kv[i], deterministic)
@@ -170,7 +185,7 @@ class NitroGenModel(nn.Module):
         dtype = jnp.dtype(c.compute_dtype)
         self.vision = SiglipVisionTower(c.vision, dtype, self.remat)
         self.mixer = VLMixer(c.mixer, dtype, self.remat)
-        self.dit = DiT(c.dit, c.dit_output_dim, c.interleave_self_attention, dtype, self.remat)
+        self.dit = DiT(c.dit, c.dit_output_dim, c.interleave_self_attention, c.global_context, dtype, self.remat)
         self.action_encoder = ActionEncoder(c.hidden_size, dtype)
         self.action_pos_embed = self.param(
             "action_pos_embed", nn.initializers.normal(0.02), (c.max_seq_len, c.hidden_size)

@@ -80,8 +80,13 @@ def frames_for(batch, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (batch, 256, 256, 3), dtype=np.uint8)
 
 
-def test_sampler_equals_euler_over_the_full_velocity(policy):
-    """The compiled sampler (image encoded once, cached K/V) gives what stepping `velocity` by hand gives."""
+@pytest.mark.parametrize("global_context", [False, True])
+def test_sampler_equals_euler_over_the_full_velocity(policy, global_context):
+    """The compiled sampler (image encoded once, cached K/V and global term) gives what stepping `velocity` by
+    hand gives; the global_context path exists only where configured."""
+    if global_context:
+        policy = Policy.init("tiny", seed=0, global_context=True)
+    assert ("global_proj" in policy.params["dit"]) == global_context
     frames = frames_for(2)
     noise = np.random.default_rng(1).normal(size=(2, 18, 25)).astype(np.float32)
     x = noise
