@@ -13,7 +13,8 @@ every step (so no overfitting), drawn in memory at the e2e model's frame size.
 - `cue`: the control. The label is drawn as a white quadrant (bottom-left: left, bottom-right: right, none: no
   quadrant). Reading it needs no comparison, only noticing a quarter of the image.
 
-Each task trains the e2e model (`e2e/settings.py: e2e_model`, `--cross-attention-only` without its global_context) with the project's loss (`compute_loss`) and
+Each task trains the e2e model (`e2e/settings.py: e2e_model`; `--cross-attention-only` without its global_context
+and auxiliary loss, `--aux-weight W` with another action_aux_weight) with the project's loss (`compute_loss`) and
 optimiser (`make_optimizer`, the e2e run's learning rate, warm-up and cosine decay), and samples the policy's
 first action on 300 held-out examples as it goes. `--classifier` also trains the same vision tower under a
 linear cross-entropy head on its flattened tokens: it tells the tower's failure from the flow head's.
@@ -160,6 +161,7 @@ def main() -> None:
     p.add_argument("--tasks", default="cue,relation")
     p.add_argument("--patch-size", type=int, default=None, help="override the e2e model's patch size")
     p.add_argument("--cross-attention-only", action="store_true", help="the release's DiT: no global_context path")
+    p.add_argument("--aux-weight", type=float, default=None, help="override the e2e model's action_aux_weight")
     p.add_argument("--classifier", action="store_true", help="also train the tower under a cross-entropy head")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/bench_relational_probe.json"))
@@ -167,7 +169,9 @@ def main() -> None:
 
     model = e2e_model()
     if a.cross_attention_only:
-        model = model.replace(global_context=False)
+        model = model.replace(global_context=False, action_aux_weight=0.0)
+    if a.aux_weight is not None:
+        model = model.replace(action_aux_weight=a.aux_weight)
     if a.patch_size:
         vision = dataclasses.replace(model.vision, patch_size=a.patch_size)
         model = model.replace(vision=vision, context_len=vision.num_patches, max_seq_len=max(64, vision.num_patches))

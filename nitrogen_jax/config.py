@@ -88,6 +88,8 @@ class NitroGenConfig:
     agree with it. hidden_size is the width of the action tokens (and must equal the DiT width); context_len is the tokenizer's
     max sequence length: image tokens are left-padded with zeros up to it, as in the release. global_context (not
     in the release; off in its presets) adds a linear map of all image tokens to the DiT's time embedding (see DiT).
+    action_aux_weight (not in the release; needs global_context) adds a regression of the clean chunk from that same
+    global vector to the loss, with this weight: a direct signal that teaches the tower what the actions depend on.
     """
 
     vision: VisionConfig = VisionConfig()
@@ -95,6 +97,7 @@ class NitroGenConfig:
     dit: TransformerConfig = TransformerConfig(num_layers=8, dropout=0.2)
     interleave_self_attention: bool = True
     global_context: bool = False
+    action_aux_weight: float = 0.0
     action_layout: str = "release"
     action_horizon: int = 18
     action_fps: float = 60.0
@@ -124,6 +127,11 @@ class NitroGenConfig:
         if self.context_len < self.vision.num_patches:
             raise ValueError(
                 f"context_len {self.context_len} is shorter than the {self.vision.num_patches} image tokens"
+            )
+        if self.action_aux_weight < 0 or (self.action_aux_weight and not self.global_context):
+            raise ValueError(
+                f"action_aux_weight {self.action_aux_weight} must be >= 0, and > 0 only with global_context=True "
+                "(the auxiliary head reads the global context vector)"
             )
         if self.action_horizon > self.max_seq_len:
             raise ValueError(f"action_horizon {self.action_horizon} exceeds the position table ({self.max_seq_len})")

@@ -191,6 +191,8 @@ class NitroGenModel(nn.Module):
             "action_pos_embed", nn.initializers.normal(0.02), (c.max_seq_len, c.hidden_size)
         )
         self.action_decoder = ActionDecoder(c.hidden_size, c.action_dim, dtype)
+        if c.action_aux_weight:
+            self.aux_head = nn.Dense(c.action_horizon * c.action_dim, dtype=dtype)
 
     def encode(self, frames, deterministic: bool = True):
         """uint8 frames [B, S, S, 3] -> mixed context tokens [B, context_len, width] (image left-padded with zeros)."""
@@ -212,11 +214,22 @@ class NitroGenModel(nn.Module):
         return self.action_decoder(x).astype(jnp.float32)
 
     def __call__(self, frames, actions, bucket, deterministic: bool = True):
-        return self.velocity(actions, bucket, context=self.encode(frames, deterministic), deterministic=deterministic)
+        return self.training_outputs(frames, actions, bucket, deterministic)[0]
+
+    def training_outputs(self, frames, actions, bucket, deterministic: bool = True):
+        """(velocity [B, H, A], the auxiliary head's clean chunk [B, H, A] or None without action_aux_weight).
+
+        The auxiliary head reads the global context vector, the same one the DiT's time embedding adds."""
+        kv = self.context_kv(self.encode(frames, deterministic))
+        velocity = self.velocity(actions, bucket, kv=kv, deterministic=deterministic)
+        if not self.config.action_aux_weight:
+            return velocity, None
+        aux = self.aux_head(kv[-1]).reshape(actions.shape).astype(jnp.float32)
+        return velocity, aux
 
 
 # ------------------------------------------------------------------------------------------------ verbs
-PARTS = ("vision", "mixer", "dit", "action_encoder", "action_decoder", "action_pos_embed")
+PARTS = ("vision", "mixer", "dit", "action_encoder", "action_decoder", "action_pos_embed", "aux_head")
 
 
 def dummy_inputs(config: NitroGenConfig, batch_size: int = 1):
@@ -232,7 +245,7 @@ def dummy_inputs(config: NitroGenConfig, batch_size: int = 1):
 def random_params(model: NitroGenModel, rng) -> dict:
     """The traceable init: float32 params from `rng`. Call it under jit or eval_shape (as the functions below and
     the sharded train-state builder do), so that only the params are ever materialised."""
-    return model.init(rng, *dummy_inputs(model.config))["params"]
+    return model.init(rng, *dummy_inputs(model.config), method=NitroGenModel.training_outputs)["params"]
 
 
 def init_params(config: NitroGenConfig, rng) -> dict:
@@ -248,13 +261,14 @@ def abstract_params(config: NitroGenConfig) -> dict:
 def count_parameters(params_or_config) -> dict[str, int]:
     """Parameter count per part (vision, mixer, dit, action_encoder, action_decoder, action_pos_embed) and total."""
     params = abstract_params(params_or_config) if isinstance(params_or_config, NitroGenConfig) else params_or_config
-    sizes = {part: sum(math.prod(x.shape) for x in jax.tree.leaves(params[part])) for part in PARTS}
+    sizes = {part: sum(math.prod(x.shape) for x in jax.tree.leaves(params.get(part, {}))) for part in PARTS}
     sizes["total"] = sum(sizes.values())
     return sizes
 
 
 def compute_loss(model: NitroGenModel, params, frames, actions, mask, rng, train: bool = True):
-    """The training loss: masked velocity MSE at Beta-distributed times (release conventions).
+    """The training loss: masked velocity MSE at Beta-distributed times (release conventions), plus, with
+    action_aux_weight, that weight times the auxiliary head's masked MSE to the clean chunk.
 
     `rng` draws the noise, the times and (when train) the dropout masks.
     """
@@ -266,15 +280,19 @@ def compute_loss(model: NitroGenModel, params, frames, actions, mask, rng, train
     noise = jax.random.normal(noise_rng, actions.shape, jnp.float32)
     t = sample_time(time_rng, actions.shape[0], c.noise_beta_alpha, c.noise_beta_beta, c.noise_s)
     x_t, target = interpolate(noise, actions, t)
-    pred = model.apply(
+    pred, aux = model.apply(
         {"params": params},
         frames,
         x_t,
         time_bucket(t, c.num_timestep_buckets),
         deterministic=not train,
         rngs={"dropout": dropout_rng} if train else None,
+        method=NitroGenModel.training_outputs,
     )
-    return masked_velocity_mse(pred, target, mask)
+    loss = masked_velocity_mse(pred, target, mask)
+    if aux is not None:
+        loss = loss + c.action_aux_weight * masked_velocity_mse(aux, actions, mask)
+    return loss
 
 
 def make_sampler(model: NitroGenModel, num_steps: int) -> Callable:

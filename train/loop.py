@@ -86,7 +86,7 @@ def warn_alignment(batches: BatchSource, policy: NitroGenConfig, where: str | Pa
 
 
 def trained_parts(trainable) -> set[str]:
-    return {p for p in PARTS if any(jax.tree.leaves(trainable[p]))}
+    return {p for p in PARTS if any(jax.tree.leaves(trainable.get(p, {})))}
 
 
 @dataclasses.dataclass
