@@ -90,6 +90,8 @@ class NitroGenConfig:
     in the release; off in its presets) adds a linear map of all image tokens to the DiT's time embedding (see DiT).
     action_aux_weight (not in the release; needs global_context) adds a regression of the clean chunk from that same
     global vector to the loss, with this weight: a direct signal that teaches the tower what the actions depend on.
+    action_aux_prior (needs it) starts the flow from noise around that head's chunk, in training and sampling, so
+    the DiT models only what the head leaves over.
     """
 
     vision: VisionConfig = VisionConfig()
@@ -98,6 +100,7 @@ class NitroGenConfig:
     interleave_self_attention: bool = True
     global_context: bool = False
     action_aux_weight: float = 0.0
+    action_aux_prior: bool = False
     action_layout: str = "release"
     action_horizon: int = 18
     action_fps: float = 60.0
@@ -133,6 +136,8 @@ class NitroGenConfig:
                 f"action_aux_weight {self.action_aux_weight} must be >= 0, and > 0 only with global_context=True "
                 "(the auxiliary head reads the global context vector)"
             )
+        if self.action_aux_prior and not self.action_aux_weight:
+            raise ValueError("action_aux_prior needs action_aux_weight > 0 (the auxiliary head it starts from)")
         if self.action_horizon > self.max_seq_len:
             raise ValueError(f"action_horizon {self.action_horizon} exceeds the position table ({self.max_seq_len})")
         if self.compute_dtype not in ("float32", "bfloat16"):

@@ -1,8 +1,9 @@
 """The NitroGen vision-action model: SigLIP tower -> VL mixer -> DiT over the action chunk.
 
-`NitroGenModel` exposes the pieces the sampler needs separately (`encode`, `context_kv`, `velocity`), so the image
-is encoded and mixed once per frame and the cross-attention keys/values are projected once, whatever the number of
-Euler steps. `__call__` is the training path: frames, noisy actions and time buckets -> velocity.
+`NitroGenModel` exposes the pieces the loss and the sampler need separately (`condition`: the frame encoded and
+mixed, the cross-attention keys/values and global term projected, the auxiliary chunk; `velocity`), so a frame is
+conditioned on once, whatever the number of Euler steps. `__call__` is both in one: frames, noisy actions and time
+buckets -> velocity.
 
 The model's verbs live here beside it, as pure functions of params (openpi's `compute_loss` / `sample_actions`):
 `init_params` / `abstract_params` / `count_parameters`, `compute_loss` (the flow-matching training loss) and
@@ -213,19 +214,18 @@ class NitroGenModel(nn.Module):
         x = self.dit(x, bucket, context, kv, deterministic)
         return self.action_decoder(x).astype(jnp.float32)
 
-    def __call__(self, frames, actions, bucket, deterministic: bool = True):
-        return self.training_outputs(frames, actions, bucket, deterministic)[0]
-
-    def training_outputs(self, frames, actions, bucket, deterministic: bool = True):
-        """(velocity [B, H, A], the auxiliary head's clean chunk [B, H, A] or None without action_aux_weight).
-
-        The auxiliary head reads the global context vector, the same one the DiT's time embedding adds."""
+    def condition(self, frames, deterministic: bool = True):
+        """Everything the velocity needs from the frame, computed once per frame: (the DiT's context K/V and global
+        term, the auxiliary head's clean chunk [B, H, A] or None without action_aux_weight)."""
         kv = self.context_kv(self.encode(frames, deterministic))
-        velocity = self.velocity(actions, bucket, kv=kv, deterministic=deterministic)
         if not self.config.action_aux_weight:
-            return velocity, None
-        aux = self.aux_head(kv[-1]).reshape(actions.shape).astype(jnp.float32)
-        return velocity, aux
+            return kv, None
+        c = self.config
+        return kv, self.aux_head(kv[-1]).reshape(-1, c.action_horizon, c.action_dim).astype(jnp.float32)
+
+    def __call__(self, frames, actions, bucket, deterministic: bool = True):
+        kv, _ = self.condition(frames, deterministic)
+        return self.velocity(actions, bucket, kv=kv, deterministic=deterministic)
 
 
 # ------------------------------------------------------------------------------------------------ verbs
@@ -245,7 +245,7 @@ def dummy_inputs(config: NitroGenConfig, batch_size: int = 1):
 def random_params(model: NitroGenModel, rng) -> dict:
     """The traceable init: float32 params from `rng`. Call it under jit or eval_shape (as the functions below and
     the sharded train-state builder do), so that only the params are ever materialised."""
-    return model.init(rng, *dummy_inputs(model.config), method=NitroGenModel.training_outputs)["params"]
+    return model.init(rng, *dummy_inputs(model.config))["params"]
 
 
 def init_params(config: NitroGenConfig, rng) -> dict:
@@ -268,7 +268,8 @@ def count_parameters(params_or_config) -> dict[str, int]:
 
 def compute_loss(model: NitroGenModel, params, frames, actions, mask, rng, train: bool = True):
     """The training loss: masked velocity MSE at Beta-distributed times (release conventions), plus, with
-    action_aux_weight, that weight times the auxiliary head's masked MSE to the clean chunk.
+    action_aux_weight, that weight times the auxiliary head's masked MSE to the clean chunk. The frame is
+    encoded once (`condition`); the velocity reads its K/V.
 
     `rng` draws the noise, the times and (when train) the dropout masks.
     """
@@ -277,22 +278,25 @@ def compute_loss(model: NitroGenModel, params, frames, actions, mask, rng, train
     chex.assert_shape(actions, (frames.shape[0], c.action_horizon, c.action_dim))
     chex.assert_equal_shape([actions, mask])
     noise_rng, time_rng, dropout_rng = jax.random.split(rng, 3)
+    variables, rngs = {"params": params}, ({"dropout": dropout_rng} if train else None)
+    kv, aux = model.apply(variables, frames, deterministic=not train, rngs=rngs, method=NitroGenModel.condition)
     noise = jax.random.normal(noise_rng, actions.shape, jnp.float32)
     t = sample_time(time_rng, actions.shape[0], c.noise_beta_alpha, c.noise_beta_beta, c.noise_s)
-    x_t, target = interpolate(noise, actions, t)
-    pred, aux = model.apply(
-        {"params": params},
-        frames,
-        x_t,
-        time_bucket(t, c.num_timestep_buckets),
-        deterministic=not train,
-        rngs={"dropout": dropout_rng} if train else None,
-        method=NitroGenModel.training_outputs,
+    x_t, target = interpolate(flow_start(c, noise, aux), actions, t)
+    bucket = time_bucket(t, c.num_timestep_buckets)
+    pred = model.apply(
+        variables, x_t, bucket, None, kv, deterministic=not train, rngs=rngs, method=NitroGenModel.velocity
     )
     loss = masked_velocity_mse(pred, target, mask)
     if aux is not None:
         loss = loss + c.action_aux_weight * masked_velocity_mse(aux, actions, mask)
     return loss
+
+
+def flow_start(config: NitroGenConfig, noise, aux):
+    """Where the flow starts: the noise, or with action_aux_prior the noise around the auxiliary head's chunk (no
+    gradient flows back through it: the auxiliary loss alone trains that head)."""
+    return noise + jax.lax.stop_gradient(aux) if config.action_aux_prior else noise
 
 
 def make_sampler(model: NitroGenModel, num_steps: int) -> Callable:
@@ -309,8 +313,8 @@ def make_sampler(model: NitroGenModel, num_steps: int) -> Callable:
             # Cast once, outside the step loop: every Euler step then reads half the bytes.
             params = jax.tree.map(lambda p: p.astype(compute), params)
         variables = {"params": params}
-        context = model.apply(variables, frames, method=NitroGenModel.encode)
-        kv = model.apply(variables, context, method=NitroGenModel.context_kv)
+        kv, aux = model.apply(variables, frames, method=NitroGenModel.condition)
+        noise = flow_start(c, noise, aux)
 
         def velocity(x, bucket):
             return model.apply(variables, x, bucket, None, kv, method=NitroGenModel.velocity)

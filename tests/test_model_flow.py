@@ -97,14 +97,17 @@ def test_sampler_equals_euler_over_the_full_velocity(policy, global_context):
 
 def test_action_aux_loss_adds_the_weighted_clean_chunk_error():
     """With action_aux_weight the loss is the flow loss plus that weight times the auxiliary head's error to the
-    clean chunk (reading the global context vector), computed here by hand from the same forward pass."""
+    clean chunk (read off the global context vector), computed here by hand; with action_aux_prior the flow
+    starts from the noise around that chunk."""
     from nitrogen_jax.flow import interpolate, sample_time, time_bucket
     from nitrogen_jax.model import NitroGenModel, compute_loss, init_params
 
     with pytest.raises(ValueError, match="only with global_context"):
         get_config("tiny", action_aux_weight=1.0)
+    with pytest.raises(ValueError, match="needs action_aux_weight"):
+        get_config("tiny", global_context=True, action_aux_prior=True)
     cfg = get_config("tiny", global_context=True, action_aux_weight=3.0)
-    params, model = init_params(cfg, jax.random.key(0)), NitroGenModel(cfg)
+    params = init_params(cfg, jax.random.key(0))
     assert params["aux_head"]["kernel"].shape == (cfg.dit.width, cfg.action_horizon * cfg.action_dim)
     assert "aux_head" not in init_params(cfg.replace(action_aux_weight=0.0), jax.random.key(0))
     frames = jnp.asarray(frames_for(2))
@@ -112,27 +115,43 @@ def test_action_aux_loss_adds_the_weighted_clean_chunk_error():
     mask = jnp.ones_like(actions).at[:, :, -1].set(0.0)
     rng = jax.random.key(1)
 
-    noise_rng, time_rng, _ = jax.random.split(rng, 3)
-    noise = jax.random.normal(noise_rng, actions.shape)
-    t = sample_time(time_rng, 2, cfg.noise_beta_alpha, cfg.noise_beta_beta, cfg.noise_s)
-    x_t, target = interpolate(noise, actions, t)
-    bucket = time_bucket(t, cfg.num_timestep_buckets)
-    velocity, aux = model.apply({"params": params}, frames, x_t, bucket, method=NitroGenModel.training_outputs)
-    kv = model.apply(
-        {"params": params},
-        model.apply({"params": params}, frames, method=NitroGenModel.encode),
-        method=NitroGenModel.context_kv,
-    )
-    by_hand_aux = kv[-1] @ params["aux_head"]["kernel"] + params["aux_head"]["bias"]
-    np.testing.assert_allclose(np.asarray(aux).reshape(2, -1), np.asarray(by_hand_aux), rtol=1e-5, atol=1e-6)
-
     def mse(pred, truth):
         return float(jnp.sum(mask * (pred - truth) ** 2) / jnp.sum(mask))
 
-    expected = mse(velocity, target) + 3.0 * mse(aux, actions)
-    got = float(compute_loss(model, params, frames, actions, mask, rng, train=False))
-    assert got == pytest.approx(expected, rel=1e-5)
-    assert mse(aux, actions) > 0.01  # the auxiliary term is not negligible at init, so the check above has teeth
+    for prior in (False, True):
+        cfg = cfg.replace(action_aux_prior=prior)
+        model, v = NitroGenModel(cfg), {"params": params}
+        noise_rng, time_rng, _ = jax.random.split(rng, 3)
+        noise = jax.random.normal(noise_rng, actions.shape)
+        t = sample_time(time_rng, 2, cfg.noise_beta_alpha, cfg.noise_beta_beta, cfg.noise_s)
+        kv, aux = model.apply(v, frames, method=NitroGenModel.condition)
+        np.testing.assert_allclose(
+            np.asarray(aux).reshape(2, -1),
+            np.asarray(kv[-1] @ params["aux_head"]["kernel"] + params["aux_head"]["bias"]),
+            rtol=1e-5,
+            atol=1e-6,
+        )
+        x_t, target = interpolate(noise + aux if prior else noise, actions, t)
+        velocity = model.apply(v, frames, x_t, time_bucket(t, cfg.num_timestep_buckets))
+        expected = mse(velocity, target) + 3.0 * mse(aux, actions)
+        got = float(compute_loss(model, params, frames, actions, mask, rng, train=False))
+        assert got == pytest.approx(expected, rel=1e-5), prior
+        assert mse(aux, actions) > 0.01  # the auxiliary term is not negligible at init, so the check has teeth
+
+
+def test_sampler_with_aux_prior_starts_from_the_aux_chunk():
+    """action_aux_prior: the compiled sampler equals Euler steps by hand from noise + the auxiliary chunk."""
+    from nitrogen_jax.model import NitroGenModel
+
+    policy = Policy.init("tiny", seed=0, global_context=True, action_aux_weight=1.0, action_aux_prior=True)
+    frames = frames_for(2)
+    noise = np.random.default_rng(1).normal(size=(2, 18, 25)).astype(np.float32)
+    _, aux = policy.model.apply({"params": policy.params}, frames, method=NitroGenModel.condition)
+    assert float(jnp.abs(aux).mean()) > 0.01
+    x = noise + np.asarray(aux)
+    for k in range(4):
+        x = x + 0.25 * np.asarray(policy.velocity(frames, x, np.full((2,), k / 4, np.float32)))
+    np.testing.assert_allclose(np.asarray(policy.sample(frames, noise=noise)), x, rtol=1e-5, atol=1e-5)
 
 
 def test_sampler_is_deterministic_and_compiled_once(policy):
