@@ -32,9 +32,9 @@ class RecordSettings:
 
     games: tuple[str, ...] = ("ale:Breakout",)
     """Games to record (each needs a scripted player in e2e.players)."""
-    videos_per_game: int = 4
-    """Recordings per game; recording i starts from reset seed `seed + i`."""
-    seconds: float = 40.0
+    videos_per_game: int = 8
+    """Recordings per game; recording i starts from reset seed `seed + i` (each one starts with a serve)."""
+    seconds: float = 20.0
     """Length of each recording (60 game frames per second)."""
     style: str = "xbox_filled_dark"
     """Overlay style drawn beside the game (data.overlay.styles)."""

@@ -24,8 +24,9 @@ def e2e_model() -> NitroGenConfig:
     mixer block, a 2-block DiT. context_len is the 64 image tokens: padding them with zeros to the release's 256
     made training 3.3x slower, and 256-pixel frames (256 tokens) 7x slower, for the same (chance-level) frame
     reading at equal steps (bench/frame_reading.py). global_context gives the DiT a linear view of all the tokens:
-    through cross-attention alone it never learned to compare the ball's column with the paddle's
-    (bench/relational_probe.py)."""
+    through cross-attention alone it never learned to compare the ball's column with the paddle's; the auxiliary
+    clean-chunk loss on that view (action_aux_weight) teaches the tower faster, and the flow starts from its chunk
+    (action_aux_prior) so a sampled action follows what the head read (bench/relational_probe.py, docs/e2e.md)."""
     vision = VisionConfig(width=64, depth=2, num_heads=4, mlp_dim=128, patch_size=16, image_size=IMAGE_SIZE)
     return NitroGenConfig(
         vision=vision,
@@ -33,6 +34,8 @@ def e2e_model() -> NitroGenConfig:
         mixer=TransformerConfig(num_layers=1, num_heads=4, head_dim=16),
         dit=TransformerConfig(num_layers=2, num_heads=4, head_dim=16, dropout=0.0),
         global_context=True,
+        action_aux_weight=20.0,
+        action_aux_prior=True,
         action_layout="seed",
         action_horizon=ACTION_HORIZON,
         action_fps=60.0,
