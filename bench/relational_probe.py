@@ -2,6 +2,7 @@
 
     python bench/relational_probe.py                   # both tasks, 3000 steps each (~4 min on 2 CPU cores)
     python bench/relational_probe.py --steps 30000     # a budget an accelerator makes cheap
+    python bench/relational_probe.py --faint-ball      # the ball as small and dim as Breakout's at 128 px
 
 Breakout asks the policy to move the paddle towards the ball: to compare the columns of two small objects. This
 probe asks exactly that, with nothing else in the way: no video, no extraction, no label noise, fresh examples
@@ -37,13 +38,17 @@ from nitrogen_jax.e2e.settings import E2ESettings, e2e_model
 
 CLASSES = ("none", "left", "right")
 RED, BRICKS = (200, 72, 72), (180, 120, 60)  # Breakout's ball/paddle colour, and a band like its brick rows
+FAINT_RED = (110, 40, 40)  # the ball's colour once a 1-2 pixel speck is averaged with the black around it
 
 
-def draw(task: str, n: int, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(uint8 frames [n, size, size, 3], class indices [n]) of one task."""
+def draw(
+    task: str, n: int, size: int, rng: np.random.Generator, faint_ball: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 frames [n, size, size, 3], class indices [n]) of one task. faint_ball draws the ball as Breakout's
+    looks at 128 px after the downscale and the video codec: 1x2 pixels of a dim red."""
     frames = np.zeros((n, size, size, 3), np.uint8)
     labels = np.zeros(n, np.int64)
-    half, ball, bar = size // 2, max(2, size // 40), size // 10
+    half, ball, bar = size // 2, (1 if faint_ball else max(2, size // 40)), size // 10
     for i in range(n):
         if task == "cue":
             labels[i] = rng.integers(3)
@@ -54,7 +59,10 @@ def draw(task: str, n: int, size: int, rng: np.random.Generator) -> tuple[np.nda
         bx, by = rng.integers(4, size - 4 - ball), rng.integers(size // 4, size * 3 // 4)
         px, py = rng.integers(4, size - 4 - bar), size - size // 10
         frames[i, size // 6 : size // 6 + size // 12] = BRICKS
-        frames[i, by : by + ball, bx : bx + ball] = RED
+        if faint_ball:
+            frames[i, by : by + 2, bx : bx + 1] = FAINT_RED
+        else:
+            frames[i, by : by + ball, bx : bx + ball] = RED
         frames[i, py : py + 3, px : px + bar] = RED
         offset = (bx + ball / 2) - (px + bar / 2)
         labels[i] = 2 if offset > 6 else (1 if offset < -6 else 0)
@@ -80,7 +88,16 @@ def first_action_class(actions: np.ndarray) -> np.ndarray:
     return np.where(a[:, slots["dpad_left"]] > thr, 1, np.where(a[:, slots["dpad_right"]] > thr, 2, 0))
 
 
-def probe(task: str, model: NitroGenConfig, steps: int, batch: int, every: int, head: str, seed: int) -> list[dict]:
+def probe(
+    task: str,
+    model: NitroGenConfig,
+    steps: int,
+    batch: int,
+    every: int,
+    head: str,
+    seed: int,
+    faint_ball: bool = False,
+) -> list[dict]:
     """Train on fresh examples of `task`; [{step, loss, balanced}] every `every` steps on a fixed held-out set."""
     import flax.linen as nn
     import jax
@@ -93,7 +110,7 @@ def probe(task: str, model: NitroGenConfig, steps: int, batch: int, every: int, 
 
     size = model.vision.image_size
     rng = np.random.default_rng(seed)
-    test_frames, test_labels = draw(task, 300, size, np.random.default_rng([seed, 1]))
+    test_frames, test_labels = draw(task, 300, size, np.random.default_rng([seed, 1]), faint_ball)
     cfg = E2ESettings().train.replace(num_steps=steps, batch_size=batch)
 
     if head == "flow":
@@ -137,7 +154,7 @@ def probe(task: str, model: NitroGenConfig, steps: int, batch: int, every: int, 
 
     opt_state, key, rows, losses = tx.init(params), jax.random.key(seed + 2), [], []
     for i in range(1, steps + 1):
-        frames, labels = draw(task, batch, size, rng)
+        frames, labels = draw(task, batch, size, rng, faint_ball)
         target = chunks_of(labels, model) if head == "flow" else labels
         key, sub = jax.random.split(key)
         params, opt_state, loss = step(params, opt_state, frames, target, sub)
@@ -162,6 +179,7 @@ def main() -> None:
     p.add_argument("--patch-size", type=int, default=None, help="override the e2e model's patch size")
     p.add_argument("--cross-attention-only", action="store_true", help="the release's DiT: no global_context path")
     p.add_argument("--aux-weight", type=float, default=None, help="override the e2e model's action_aux_weight")
+    p.add_argument("--faint-ball", action="store_true", help="a 1x2-pixel dim ball, as Breakout's at 128 px")
     p.add_argument("--classifier", action="store_true", help="also train the tower under a cross-entropy head")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/bench_relational_probe.json"))
@@ -180,7 +198,7 @@ def main() -> None:
     for task in a.tasks.split(","):
         for head in heads:
             t0 = time.perf_counter()
-            rows = probe(task, model, a.steps, a.batch_size, a.every, head, a.seed)
+            rows = probe(task, model, a.steps, a.batch_size, a.every, head, a.seed, a.faint_ball)
             results.append({"task": task, "head": head, "seconds": time.perf_counter() - t0, "rows": rows})
 
     v = model.vision
