@@ -19,6 +19,7 @@ from nitrogen_jax.data.overlay.extract import REPORT_FILE, ExtractArgs, VideoExt
 from nitrogen_jax.data.overlay.localize import (
     LocalizeConfig,
     TemplateLibrary,
+    closest_look,
     localize,
     screenshot_template,
     search_scale,
@@ -79,6 +80,19 @@ def test_localize_recovers_the_placement(tmp_path, library, style, kind, kbps):
     )
     x, y, w, h = video.bbox_overlay
     assert np.allclose(found.bbox, (x, y, w, h), atol=3), (found.bbox, video.bbox_overlay)
+
+
+@pytest.mark.parametrize("style,seed,fps", [("ps_square_mono", 5004, 30), ("ps_filled_dark", 5007, 60)])
+def test_the_look_is_told_apart_over_a_coloured_game(tmp_path, library, style, seed, fps):
+    """Over River Raid's blue water a translucent grey or dark PS overlay is tinted blue; its look must still be
+    its own, not the blue held-out style (the parser reads buttons against the chosen look's neutral render). These
+    two videos (opacity 0.54 and 0.96) were read as `ps_blue_glow` before the colours were compared per channel."""
+    v = make_overlay_video(
+        tmp_path / "v.mp4", game="ale:riverraid", style=style, seed=seed, fps=fps, seconds=6.0, bitrate_kbps=600
+    )
+    median = np.median(np.stack(sample_frames(v.path, 25)[0]), axis=0).astype(np.uint8)
+    family = [library.templates[i] for i in library.family_templates("ps")]
+    assert closest_look(median, v.overlay_affine, family).name == style
 
 
 def test_no_overlay_on_overlay_free_videos(tmp_path, library):

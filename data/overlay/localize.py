@@ -419,15 +419,19 @@ def closest_look(frame: np.ndarray, affine: np.ndarray, templates: list[Template
     prefer a look-alike. Two correlations decide: of edges over the whole template frame (they survive the
     overlay's transparency over any background; an outline style matches its own lines), and of colours where the
     template draws (a neon outline and a white one have the same edges, not the same colour).
+    A translucent overlay shows as opacity * look + (1 - opacity) * game: one gain for all channels and, over the
+    game's colours, an offset per channel. So the colours are correlated as one vector after each channel is
+    centred on its own mean. Centring all channels on one mean let a grey overlay at half opacity over blue water
+    correlate best with the blue style (`ps_blue_glow` chosen for `ps_square_mono`), and the parser, reading against
+    the wrong neutral look, saw a quarter of the buttons pressed.
     """
     best, best_score = templates[0], -np.inf
     for t in templates:
         w, h = t.size
         crop = cv2.warpAffine(frame, affine, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
         drawn = np.ones((h, w), bool) if t.mask is None else t.mask
-        score = _ncc(_edges(crop), _edges(t.image)) + _ncc(
-            crop[drawn].astype(np.float32), t.image[drawn].astype(np.float32)
-        )
+        seen, look = crop[drawn].astype(np.float32), t.image[drawn].astype(np.float32)
+        score = _ncc(_edges(crop), _edges(t.image)) + _ncc(seen - seen.mean(0), look - look.mean(0))
         if score > best_score:
             best, best_score = t, score
     return best
