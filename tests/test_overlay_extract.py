@@ -162,10 +162,14 @@ def test_stick_calibration_on_known_inputs():
     offset, gain = np.array([0.06, -0.04]), 0.8
     cal = calibrate_stick(truth * gain + offset)
     np.testing.assert_allclose(cal.origin, offset, atol=1e-6)  # rest frames average exactly to the offset
-    np.testing.assert_allclose(cal.scale, gain * np.percentile(np.abs(truth), 99, axis=0), rtol=1e-5)
+    np.testing.assert_allclose(cal.scale, gain * np.percentile(np.abs(truth).max(1), 99), rtol=1e-5)
     cleaned = cal.apply(truth * gain + offset)
     assert np.abs(cleaned).max() <= 1.0
     np.testing.assert_allclose(cleaned[:150], 0, atol=1e-6)
+
+    sideways = truth * [1.0, 0.5]  # full deflection left and right, never more than half up or down
+    cleaned = calibrate_stick(sideways * gain + offset).apply(sideways * gain + offset)
+    np.testing.assert_allclose(cleaned, sideways, atol=0.02)  # one scale per stick: y is not stretched to full
 
     held_right = np.tile([0.9, 0.0], (300, 1))  # a plain mean would put the origin at 0.9
     held_right[:50] = [0.01, 0.02]
