@@ -130,6 +130,15 @@ TASKS: tuple[Task, ...] = (
         time_limit=1200,
     ),
     Task(
+        "boxing_land_10",
+        "ale:Boxing",
+        "combat",
+        "Land ten scoring punches within 20 s: the boxer must line up with the opponent again and again (holding "
+        "one input lands a few at most; so does random input).",
+        ram_at_least(18, 10),
+        time_limit=1200,
+    ),
+    Task(
         "freeway_cross",
         "ale:Freeway",
         "navigation",

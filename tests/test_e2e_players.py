@@ -3,7 +3,7 @@
 import numpy as np
 
 from nitrogen_jax.actions import Gamepad
-from nitrogen_jax.e2e.players import BreakoutPlayer, PongPlayer, RandomPlayer, make_player, pad_of
+from nitrogen_jax.e2e.players import BoxingPlayer, BreakoutPlayer, PongPlayer, RandomPlayer, make_player, pad_of
 from nitrogen_jax.sim_bridge.games import make_env
 
 FRAMES = 1500
@@ -82,3 +82,31 @@ def test_breakout_break_3_needs_the_frame():
         right = rollout(env, task, ConstantAgent(pad_of("dpad_right", "south"), 8), 0)
     assert all(wins)
     assert not idle.success and not right.success
+
+
+def test_boxing_land_10_needs_the_frame():
+    """The RAM-reading boxer lands ten punches within the task's 20 s; holding its most useful inputs does not, nor
+    does random input (seeded)."""
+    from nitrogen_jax.sim_bridge.agent import ConstantAgent, RandomAgent
+    from nitrogen_jax.sim_bridge.evaluate import rollout
+    from nitrogen_jax.sim_bridge.tasks import TASKS_BY_NAME
+
+    task = TASKS_BY_NAME["boxing_land_10"]
+    with make_env(task.env) as env:
+        wins = [rollout(env, task, PlayerAgent(BoxingPlayer(), env), i).success for i in range(2)]
+        held = [
+            rollout(env, task, ConstantAgent(pad_of(*b), 8), 0).success
+            for b in (("south",), ("dpad_down", "south"), ("dpad_right", "south"))
+        ]
+        random = [rollout(env, task, RandomAgent(8, seed=i), i).success for i in range(2)]
+    assert all(wins) and not any(held) and not any(random), (wins, held, random)
+
+
+def test_boxing_player_moves_by_where_the_boxers_stand():
+    p = BoxingPlayer()
+    ram = np.zeros(128, np.uint8)
+    ram[32], ram[34] = 30, 40  # the player
+    ram[33], ram[35] = 30 + p.reach + 20, 40 + p.aim + 10  # the opponent: far to the right and lower
+    assert p.act(ram, 0).pressed(0) == ["dpad_down", "dpad_right"]
+    ram[33], ram[35] = 30 + p.reach, 40 + p.aim  # in reach and lined up: punch, stay
+    assert p.act(ram, 0).pressed(0) == ["south"]
