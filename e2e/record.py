@@ -30,10 +30,10 @@ RECORDING_FILE = "recording.json"
 class RecordSettings:
     """What the recordings are: which games, how much play, how it is filmed."""
 
-    games: tuple[str, ...] = ("ale:Breakout",)
+    games: tuple[str, ...] = ("ale:Boxing",)
     """Games to record (each needs a scripted player in e2e.players)."""
     videos_per_game: int = 8
-    """Recordings per game; recording i starts from reset seed `seed + i` (each one starts with a serve)."""
+    """Recordings per game; recording i starts from reset seed `seed + i`."""
     seconds: float = 20.0
     """Length of each recording (60 game frames per second)."""
     style: str = "xbox_filled_dark"
@@ -46,7 +46,8 @@ class RecordSettings:
     """Chance per decision that the player mashes a random input for a few frames instead (varied starts and
     recoveries in the data)."""
     max_noop_start: int = 60
-    """Each recording starts with 0..this many frames of released input (varied serves)."""
+    """Each recording starts with 0..this many frames of released input (varied starts: Atari games are
+    deterministic given the input)."""
     bitrate_kbps: int | None = None
     """H.264 bitrate; None: constant quality (crf 23)."""
     seed: int = 0

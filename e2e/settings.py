@@ -59,7 +59,7 @@ class ExtractSettings:
 
 @dataclasses.dataclass(frozen=True)
 class EvalSettings:
-    tasks: str = "breakout_break_3,breakout_break_brick"
+    tasks: str = "boxing_land_10"
     """Tasks to evaluate (sim_bridge.tasks): ones whose right action depends on the frame."""
     rollouts: int = 30
     """Rollouts per task and agent."""

@@ -28,15 +28,15 @@ def test_report_has_every_part(tmp_path):
         writer.write(step, {"loss": 1.0 / step})
     writer.close()
     summary = evaluate_policy(tmp_path / "train" / "policy", tmp_path / "extract" / "labels", tmp_path / "eval", s.eval)
-    assert set(summary["breakout_break_brick"]) == {"policy", "random", "constant"}
+    assert set(summary["boxing_land_10"]) == {"policy", "random", "constant"}
 
     page = write_report(tmp_path, s).read_text()
     for part in (
         "## Verdict",
-        "| breakout_break_brick |",
+        "| boxing_land_10 |",
         "## Extraction accuracy",
         "![training loss](loss.png)",
-        "![policy playing ale:Breakout](policy.gif)",
+        "![policy playing ale:Boxing](policy.gif)",
         "## Stages",
         "constant = holds",
     ):

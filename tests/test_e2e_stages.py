@@ -21,7 +21,7 @@ def test_done_stages_skip_and_changed_settings_rerun_downstream(tmp_path):
     said = []
     first = run_all(tmp_path, small(), ("record", "extract"), say=said.append)
     assert [r.skipped for r in first] == [False, False]
-    video = tmp_path / "record" / "videos" / "breakout_0000.mp4"
+    video = tmp_path / "record" / "videos" / "boxing_0000.mp4"
     stamp = video.stat().st_mtime_ns
 
     again = run_all(tmp_path, small(), ("record", "extract"), say=said.append)
@@ -58,15 +58,15 @@ def test_recording_truth_layout_and_score(tmp_path):
 
     run_all(tmp_path, small(), ("record",), say=lambda _: None)
     truth = tmp_path / "record" / "truth"
-    assert video_fps(tmp_path / "record" / "videos" / "breakout_0000.mp4") == 60
+    assert video_fps(tmp_path / "record" / "videos" / "boxing_0000.mp4") == 60
     (ref,) = find_chunks(truth)
     pad, meta = read_chunk(ref)
     assert len(pad) == 60 and meta.bbox_game_area == [0, 0, 320, 420]
     assert score(truth, truth)["exact_rows"] == 1.0
     flipped = tmp_path / "flipped"
     pad.buttons[10, 0] = ~pad.buttons[10, 0]
-    write_chunks(flipped, "breakout_0000", pad, bbox_game_area=meta.bbox_game_area)
+    write_chunks(flipped, "boxing_0000", pad, bbox_game_area=meta.bbox_game_area)
     s = score(truth, flipped)
     assert s["exact_rows"] == pytest.approx(59 / 60) and s["frames_covered"] == 1.0
-    shutil.rmtree(flipped / "breakout_0000")
+    shutil.rmtree(flipped / "boxing_0000")
     assert score(truth, flipped)["frames_covered"] == 0.0

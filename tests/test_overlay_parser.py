@@ -17,16 +17,20 @@ import pytest
 from nitrogen_jax.data.overlay.parser import (
     PARSER_INPUT_HW,
     STICK_GRID,
+    THUMB_INDICES,
     OverlayParser,
     ParsedPads,
     ParserConfig,
+    bilinear_sample,
+    cap_lattice,
     grid_centres,
     grid_expectation,
     rectify,
+    resize_to_input,
 )
 from nitrogen_jax.data.overlay.parser_data import RenderedPairs, gameplay_clips, template_input
-from nitrogen_jax.data.overlay.render import composite, render_overlay
-from nitrogen_jax.data.overlay.styles import HELDOUT_STYLES, STYLES, TRAIN_STYLES, canonical_size
+from nitrogen_jax.data.overlay.render import PadState, composite, render_overlay
+from nitrogen_jax.data.overlay.styles import FAMILIES, HELDOUT_STYLES, STYLES, TRAIN_STYLES, canonical_size
 from nitrogen_jax.data.overlay.synth import HELDOUT_GAMES
 from nitrogen_jax.data.overlay.train_parser import (
     TrainParserArgs,
@@ -102,6 +106,31 @@ def test_stick_target_expectation_is_the_stick_position():
 @pytest.fixture(scope="module")
 def tiny_parser():
     return OverlayParser(TINY, OverlayParser.init(TINY, seed=3).params, batch_size=4)
+
+
+@pytest.mark.parametrize("style", ["xbox_filled_dark", "ps_outline_light", "generic_pastel"])
+def test_cap_lattice_lands_on_the_drawn_cap(style):
+    """The click read-out samples where the renderer draws each cap: at the sticks' positions the clicked and the
+    unclicked render differ, at the mirrored positions (where no cap is) they do not."""
+    family = FAMILIES.index(STYLES[style].family)
+    sticks = np.array([[0.9, -0.7], [-0.5, 1.0]], np.float32)
+
+    def drawn(clicked: bool) -> np.ndarray:
+        buttons = np.zeros(17, bool)
+        buttons[list(THUMB_INDICES)] = clicked
+        rgba = render_overlay(STYLES[style], PadState(buttons, sticks[0], sticks[1], np.zeros(2, np.float32)))
+        return resize_to_input(rgba).astype(np.float32)[None]
+
+    change = jnp.asarray(np.abs(drawn(True) - drawn(False)).sum(-1, keepdims=True))
+
+    def change_at(xy: np.ndarray) -> np.ndarray:  # mean change over a lattice within half the cap's radius
+        at = cap_lattice(jnp.asarray(xy)[None], 3, 0.5)[0, family]  # [2, L, 2]
+        u, v = at[..., 0].reshape(1, -1) * W - 0.5, at[..., 1].reshape(1, -1) * H - 0.5
+        return np.asarray(bilinear_sample(change, u, v)).reshape(2, -1).mean(1)
+
+    on_cap, off_cap = change_at(sticks), change_at(-sticks)
+    assert (on_cap > 100).all(), (style, on_cap)
+    assert (off_cap < 0.2 * on_cap).all(), (style, on_cap, off_cap)
 
 
 def test_parse_shapes_ranges_and_batches_of_any_size(tiny_parser):
