@@ -29,7 +29,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from nitrogen_jax.actions import STANDARD_BUTTONS
-from nitrogen_jax.data.overlay.styles import FAMILIES, canonical_size, element_boxes
+from nitrogen_jax.data.overlay.styles import (
+    FAMILIES,
+    LAYOUTS,
+    STICK_CAP,
+    STICK_ELEMENT,
+    STICK_TRAVEL,
+    canonical_size,
+    element_boxes,
+)
 from nitrogen_jax.model import normalize_frames
 
 # Rectified crops are resized to this (height, width) before parsing: large enough that a stick cap's full deflection
@@ -42,6 +50,7 @@ NUM_BUTTONS = len(STANDARD_BUTTONS)
 NUM_STICKS = 2
 NUM_TRIGGERS = 2
 NUM_ELEMENTS = NUM_BUTTONS + NUM_STICKS + NUM_TRIGGERS
+THUMB_INDICES = tuple(STANDARD_BUTTONS.index(b) for b in STICK_ELEMENT)  # left_thumb, right_thumb
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 PARAMS_FILE, CONFIG_FILE = "parser_params.msgpack", "parser_config.json"
 STORED_DTYPE = np.float16
@@ -75,6 +84,9 @@ class ParserConfig:
     roi_channels: int = 16  # channels of the fused map the ROIs sample
     head_dim: int = 128  # the read-out MLP's width
     input_hw: tuple[int, int] = PARSER_INPUT_HW
+    cap_click: bool = True
+    """read the stick clicks (left_thumb, right_thumb) where the cap is (`CapClickReadout`); False: from the whole
+    stick box like any button (the read-out of weights saved before this field existed)"""
 
     def __post_init__(self):
         n = len(self.dims)
@@ -93,7 +105,7 @@ class ParserConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         if set(d) - known:
             raise ValueError(f"unknown ParserConfig fields {sorted(set(d) - known)}")
-        return cls(**d)
+        return cls(**{"cap_click": False, **d})  # saved before the field existed: the box read-out they trained with
 
 
 def coordinate_channels(b: int, h: int, w: int) -> jax.Array:
@@ -240,15 +252,93 @@ class OverlayParserNet(nn.Module):
         hidden = nn.gelu(nn.LayerNorm(name="roi_norm")(nn.gelu(hidden)))
         hidden = nn.gelu(nn.Dense(c.head_dim, name="roi_mlp")(hidden))
         btn, stk, trg = jnp.split(hidden, [NUM_BUTTONS, NUM_BUTTONS + NUM_STICKS], axis=1)
+        buttons = ElementwiseDense(NUM_BUTTONS, 1, name="button_head")(btn)[..., 0]
+        sticks = ElementwiseDense(NUM_STICKS, STICK_GRID**2, name="stick_head")(stk).reshape(
+            b, NUM_STICKS, STICK_GRID, STICK_GRID
+        )
+        if c.cap_click:
+            cap_xy = jax.lax.stop_gradient(grid_expectation(sticks))  # [B, 2, 2]: where each cap is read
+            clicks = CapClickReadout(c.head_dim, name="cap_click")(
+                cur_f, tmpl_f, narrow.reshape(b, h, w, c.roi_channels), cap_xy, family_p
+            )
+            buttons = buttons.at[:, list(THUMB_INDICES)].set(clicks)
         return {
             "changed": nn.Dense(1, name="change_head")(fused)[..., 0],
             "family": family_logits,
-            "buttons": ElementwiseDense(NUM_BUTTONS, 1, name="button_head")(btn)[..., 0],
-            "sticks": ElementwiseDense(NUM_STICKS, STICK_GRID**2, name="stick_head")(stk).reshape(
-                b, NUM_STICKS, STICK_GRID, STICK_GRID
-            ),
+            "buttons": buttons,
+            "sticks": sticks,
             "triggers": ElementwiseDense(NUM_TRIGGERS, 1, name="trigger_head")(trg)[..., 0],
         }
+
+
+def bilinear_sample(image: jax.Array, u: jax.Array, v: jax.Array) -> jax.Array:
+    """image [B, H, W, C] at pixel-centre coordinates u (x), v (y) [B, P] -> [B, P, C]; edges clamp."""
+    b, h, w, c = image.shape
+    flat = image.reshape(b, h * w, c)
+    u0, v0 = jnp.floor(u), jnp.floor(v)
+    fu, fv = u - u0, v - v0
+    out = jnp.zeros((b, u.shape[1], c), image.dtype)
+    for du, dv, weight in ((0, 0, (1 - fu) * (1 - fv)), (1, 0, fu * (1 - fv)), (0, 1, (1 - fu) * fv), (1, 1, fu * fv)):
+        uu = jnp.clip(u0 + du, 0, w - 1).astype(jnp.int32)
+        vv = jnp.clip(v0 + dv, 0, h - 1).astype(jnp.int32)
+        out = out + jnp.take_along_axis(flat, (vv * w + uu)[..., None], axis=1) * weight[..., None]
+    return out
+
+
+@functools.cache
+def stick_geometry() -> np.ndarray:
+    """float32 [F, 2, 2, 3]: per family, stick (j_left, j_right) and axis (x, y), the ring centre and the cap's travel
+    at full deflection and its radius, as fractions of the template frame's width (x) or height (y)."""
+    geo = np.zeros((len(FAMILIES), NUM_STICKS, 2, 3), np.float32)
+    for f, family in enumerate(FAMILIES):
+        size = canonical_size(family)
+        rings = {e.name: e for e in LAYOUTS[family].elements if e.kind == "stick"}
+        for s, name in enumerate(("j_left", "j_right")):
+            e = rings[name]
+            for axis, centre in enumerate((e.cx, e.cy)):
+                geo[f, s, axis] = (centre, e.w / 2 * STICK_TRAVEL, e.w / 2 * STICK_CAP)
+                geo[f, s, axis] /= size[axis]
+    return geo
+
+
+def cap_lattice(stick_xy: jax.Array, lattice: int, reach: float) -> jax.Array:
+    """Stick readings [B, 2, 2] -> a lattice x lattice grid over each cap, spanning +-reach cap radii around where
+    the renderer draws it, in every family's layout: (x, y) as fractions of the template frame [B, F, 2, L, 2]."""
+    geo = jnp.asarray(stick_geometry())  # [F, 2, 2, 3]
+    t = jnp.linspace(-reach, reach, lattice)
+    offsets = jnp.stack([a.ravel() for a in jnp.meshgrid(t, t, indexing="xy")], -1)  # [L, 2] in cap radii
+    centre = geo[None, ..., 0] + stick_xy[:, None] * geo[None, ..., 1]  # [B, F, 2, 2]
+    return centre[:, :, :, None] + offsets * geo[None, :, :, None, :, 2]
+
+
+class CapClickReadout(nn.Module):
+    """A stick click lights the cap wherever the stick holds it, so it is read at the cap: a small lattice over the
+    cap, placed at the stick's read position, samples the current frame's pixels and the narrowed fused map, and
+    the same lattice over the idle cap at the ring's centre samples the neutral template (what "not lit" looks like
+    in this style). The box read-out that other buttons use must instead learn "lit" separately at every position
+    of the cap in the box, and missed most clicks at full deflection."""
+
+    width: int
+    lattice: int = 5  # points per side of the lattice
+    reach: float = 1.2  # the lattice spans +-reach cap radii
+
+    @nn.compact
+    def __call__(self, cur, template, fused, cap_xy, family_p):
+        """cur, template [B, H, W, 3] normalised; fused [B, h, w, C]; cap_xy [B, 2, 2] stick readings in [-1, 1];
+        family_p [B, F] -> click logits [B, 2] (left_thumb, right_thumb)."""
+        b = cur.shape[0]
+
+        def sample(image, at):  # lattice fractions [B, F, 2, L, 2] -> [B, F, 2, L * C]
+            hh, ww = image.shape[1:3]
+            got = bilinear_sample(image, (at[..., 0] * ww - 0.5).reshape(b, -1), (at[..., 1] * hh - 0.5).reshape(b, -1))
+            return got.reshape(*at.shape[:3], -1)
+
+        at_cap = cap_lattice(cap_xy, self.lattice, self.reach)
+        at_rest = cap_lattice(jnp.zeros_like(cap_xy), self.lattice, self.reach)
+        feats = jnp.concatenate([sample(cur, at_cap), sample(fused, at_cap), sample(template, at_rest)], -1)
+        feats = jnp.einsum("bfsd,bf->bsd", feats, family_p)
+        hidden = nn.gelu(nn.LayerNorm(name="norm")(nn.Dense(self.width, name="read_in")(feats)))
+        return ElementwiseDense(NUM_STICKS, 1, name="head")(hidden)[..., 0]
 
 
 class ElementwiseDense(nn.Module):
