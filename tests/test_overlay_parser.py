@@ -28,7 +28,13 @@ from nitrogen_jax.data.overlay.parser import (
     rectify,
     resize_to_input,
 )
-from nitrogen_jax.data.overlay.parser_data import RenderedPairs, gameplay_clips, template_input
+from nitrogen_jax.data.overlay.parser_data import (
+    Degradation,
+    RenderedPairs,
+    gameplay_clips,
+    render_example,
+    template_input,
+)
 from nitrogen_jax.data.overlay.render import PadState, composite, render_overlay
 from nitrogen_jax.data.overlay.styles import FAMILIES, HELDOUT_STYLES, STYLES, TRAIN_STYLES, canonical_size
 from nitrogen_jax.data.overlay.synth import HELDOUT_GAMES
@@ -83,6 +89,22 @@ def test_rendered_pairs_mix_in_random_looks_only_when_asked(heldout_clips):
     assert len({e["template"].tobytes() for e in examples}) > 5
     with pytest.raises(ValueError, match="random_style_share"):
         RenderedPairs(TRAIN_STYLES[:1], heldout_clips, seed=0, random_style_share=1.5)
+
+
+def test_exact_share_rectifies_without_error():
+    """An example drawn for exact rectification is the example with the error ranges set to zero; otherwise the
+    drawn error moves the crop."""
+    style, bg = STYLES["xbox_filled_dark"], np.full((60, 80, 3), 20, np.uint8)
+    none = dict(shift_px=0.0, rotation_deg=0.0, scale_error=0.0)
+
+    def crop(deg: Degradation) -> np.ndarray:
+        return render_example(style, PadState.neutral(), PadState.neutral(), (bg, bg), np.random.default_rng(3), deg)[
+            "cur"
+        ]
+
+    reference = crop(Degradation(**none, exact_share=1.0))
+    np.testing.assert_array_equal(crop(Degradation(exact_share=1.0)), reference)
+    assert np.abs(crop(Degradation(exact_share=0.0)).astype(np.int16) - reference).max() > 20
 
 
 def test_grid_expectation_reads_cell_centres_x_then_y():

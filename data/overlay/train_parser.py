@@ -36,6 +36,7 @@ from nitrogen_jax.data.overlay.parser import (
     init_parser_params,
 )
 from nitrogen_jax.data.overlay.parser_data import (
+    Degradation,
     Mixture,
     RenderedPairs,
     VideoCrops,
@@ -82,6 +83,8 @@ class TrainParserArgs:
     """Share of training examples cut from those videos."""
     random_style_share: float = 0.5
     """Share of rendered examples drawn in a random look (`styles.random_style`) instead of one of `styles`."""
+    exact_rectification_share: float = 0.3
+    """Share of rendered examples rectified with no error (the others get a small random one)."""
     eval_examples: int = 512
     """Examples in each held-out evaluation set."""
     threads: int = 2
@@ -98,7 +101,7 @@ class TrainParserArgs:
         for name in ("steps", "batch_size", "eval_examples", "threads", "background_frames"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainParserArgs.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("video_share", "random_style_share"):
+        for name in ("video_share", "random_style_share", "exact_rectification_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"TrainParserArgs.{name} must be in [0, 1], got {getattr(self, name)}")
 
@@ -231,6 +234,7 @@ def train_parser(args: TrainParserArgs, eval_sets: dict | None = None) -> tuple[
         args.styles,
         gameplay_clips(TRAIN_GAMES, args.background_frames, args.seed),
         args.seed,
+        deg=Degradation(exact_share=args.exact_rectification_share),
         random_style_share=args.random_style_share,
     )
     with tempfile.TemporaryDirectory(prefix="parser_videos_") as tmp:
