@@ -91,6 +91,18 @@ def test_rendered_pairs_mix_in_random_looks_only_when_asked(heldout_clips):
         RenderedPairs(TRAIN_STYLES[:1], heldout_clips, seed=0, random_style_share=1.5)
 
 
+def test_cap_click_parser_reads_thumbs_and_round_trips(tmp_path):
+    """The cap click read-out's parser parses, saves and loads as itself (its clicks are its own outputs)."""
+    parser = OverlayParser.init(dataclasses.replace(TINY, cap_click=True), seed=1)
+    crops = np.random.default_rng(0).integers(0, 256, (3, H, W, 3), dtype=np.uint8)
+    read = parser.parse(crops, crops, crops[0])
+    assert read.buttons.shape == (3, 17) and ((read.buttons >= 0) & (read.buttons <= 1)).all()
+    parser.save(tmp_path)
+    again = OverlayParser.load(tmp_path)
+    assert again.config.cap_click and "cap_click" in again.params
+    np.testing.assert_allclose(again.parse(crops, crops, crops[0]).buttons, read.buttons, atol=2e-3)
+
+
 def test_exact_share_rectifies_without_error():
     """An example drawn for exact rectification is the example with the error ranges set to zero; otherwise the
     drawn error moves the crop."""

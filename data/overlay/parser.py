@@ -84,9 +84,11 @@ class ParserConfig:
     roi_channels: int = 16  # channels of the fused map the ROIs sample
     head_dim: int = 128  # the read-out MLP's width
     input_hw: tuple[int, int] = PARSER_INPUT_HW
-    cap_click: bool = True
-    """read the stick clicks (left_thumb, right_thumb) where the cap is (`CapClickReadout`); False: from the whole
-    stick box like any button (the read-out of weights saved before this field existed)"""
+    cap_click: bool = False
+    """read the stick clicks (left_thumb, right_thumb) where the cap is (`CapClickReadout`) instead of from the
+    whole stick box like any button. Better on both extraction benches, but trained so far it reads clicks on a
+    neutral cap rectified exactly over a flat background (docs/overlay-parser.md), so the shipped weights do not
+    use it"""
 
     def __post_init__(self):
         n = len(self.dims)
@@ -105,7 +107,7 @@ class ParserConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         if set(d) - known:
             raise ValueError(f"unknown ParserConfig fields {sorted(set(d) - known)}")
-        return cls(**{"cap_click": False, **d})  # saved before the field existed: the box read-out they trained with
+        return cls(**d)
 
 
 def coordinate_channels(b: int, h: int, w: int) -> jax.Array:

@@ -83,8 +83,10 @@ class TrainParserArgs:
     """Share of training examples cut from those videos."""
     random_style_share: float = 0.5
     """Share of rendered examples drawn in a random look (`styles.random_style`) instead of one of `styles`."""
-    exact_rectification_share: float = 0.3
+    exact_rectification_share: float = 0.0
     """Share of rendered examples rectified with no error (the others get a small random one)."""
+    cap_click: bool = False
+    """Read stick clicks at the cap (`ParserConfig.cap_click`; not in the shipped weights)."""
     eval_examples: int = 512
     """Examples in each held-out evaluation set."""
     threads: int = 2
@@ -208,7 +210,11 @@ def train_parser(args: TrainParserArgs, eval_sets: dict | None = None) -> tuple[
     """Train from scratch (or from `args.init`); returns the parser (EMA params) and {set: metrics} on the
     evaluation sets given (none measured when eval_sets is empty)."""
     start = OverlayParser.load(args.init) if args.init is not None else None
-    config = start.config if start is not None else ParserConfig(dims=args.dims, depths=args.depths)
+    config = (
+        start.config
+        if start is not None
+        else ParserConfig(dims=args.dims, depths=args.depths, cap_click=args.cap_click)
+    )
     net = OverlayParserNet(config)
     opt_cfg = TrainConfig(
         learning_rate=args.learning_rate,
