@@ -259,7 +259,7 @@ def abstract_params(config: NitroGenConfig) -> dict:
 
 
 def count_parameters(params_or_config) -> dict[str, int]:
-    """Parameter count per part (vision, mixer, dit, action_encoder, action_decoder, action_pos_embed) and total."""
+    """Parameter count per part (`PARTS`; aux_head is 0 without action_aux_weight) and total."""
     params = abstract_params(params_or_config) if isinstance(params_or_config, NitroGenConfig) else params_or_config
     sizes = {part: sum(math.prod(x.shape) for x in jax.tree.leaves(params.get(part, {}))) for part in PARTS}
     sizes["total"] = sum(sizes.values())

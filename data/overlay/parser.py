@@ -27,6 +27,7 @@ import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.scipy.ndimage import map_coordinates
 
 from nitrogen_jax.actions import STANDARD_BUTTONS
 from nitrogen_jax.data.overlay.styles import (
@@ -87,8 +88,7 @@ class ParserConfig:
     cap_click: bool = False
     """read the stick clicks (left_thumb, right_thumb) where the cap is (`CapClickReadout`) instead of from the
     whole stick box like any button. Better on both extraction benches, but trained so far it reads clicks on a
-    neutral cap rectified exactly over a flat background (docs/overlay-parser.md), so the shipped weights do not
-    use it"""
+    neutral cap drawn at full opacity (docs/overlay-parser.md), so the shipped weights do not use it"""
 
     def __post_init__(self):
         n = len(self.dims)
@@ -275,16 +275,12 @@ class OverlayParserNet(nn.Module):
 
 def bilinear_sample(image: jax.Array, u: jax.Array, v: jax.Array) -> jax.Array:
     """image [B, H, W, C] at pixel-centre coordinates u (x), v (y) [B, P] -> [B, P, C]; edges clamp."""
-    b, h, w, c = image.shape
-    flat = image.reshape(b, h * w, c)
-    u0, v0 = jnp.floor(u), jnp.floor(v)
-    fu, fv = u - u0, v - v0
-    out = jnp.zeros((b, u.shape[1], c), image.dtype)
-    for du, dv, weight in ((0, 0, (1 - fu) * (1 - fv)), (1, 0, fu * (1 - fv)), (0, 1, (1 - fu) * fv), (1, 1, fu * fv)):
-        uu = jnp.clip(u0 + du, 0, w - 1).astype(jnp.int32)
-        vv = jnp.clip(v0 + dv, 0, h - 1).astype(jnp.int32)
-        out = out + jnp.take_along_axis(flat, (vv * w + uu)[..., None], axis=1) * weight[..., None]
-    return out
+
+    def one(im, uu, vv):  # [H, W, C], [P], [P] -> [P, C]
+        read = lambda channel: map_coordinates(channel, [vv, uu], order=1, mode="nearest")  # noqa: E731
+        return jax.vmap(read, in_axes=2, out_axes=1)(im)
+
+    return jax.vmap(one)(image, u, v)
 
 
 @functools.cache

@@ -43,8 +43,8 @@ class Degradation:
     scale_error: float = 0.02  # relative scale (uniform +-)
     exact_share: float = 0.0
     """share of examples rectified with no error at all, as SIFT + RANSAC place an overlay on a clean recording
-    (the extraction bench's worst corner is 0.7 px off). A parser that never saw a crop line up exactly with its
-    template read stick clicks on the exact neutral render (p = 0.81 for left_thumb on xbox_filled_dark)."""
+    (the extraction bench's worst corner is 0.7 px off). Tried against the cap click read-out's phantom clicks,
+    which it did not cure: their trigger is full opacity, not placement (docs/overlay-parser.md)."""
 
 
 def random_pad_state(rng: np.random.Generator) -> PadState:
