@@ -31,6 +31,7 @@ from nitrogen_jax.data.overlay.parser import (
 from nitrogen_jax.data.overlay.parser_data import (
     Degradation,
     RenderedPairs,
+    draw_opacity,
     gameplay_clips,
     render_example,
     template_input,
@@ -117,6 +118,22 @@ def test_exact_share_rectifies_without_error():
     reference = crop(Degradation(**none, exact_share=1.0))
     np.testing.assert_array_equal(crop(Degradation(exact_share=1.0)), reference)
     assert np.abs(crop(Degradation(exact_share=0.0)).astype(np.int16) - reference).max() > 20
+
+
+def test_full_opacity_share_draws_opaque_overlays():
+    """A share of examples is drawn at opacity exactly 1 (which uniform draws never hit); at share 0 the stream of
+    draws is the one from before the option existed."""
+
+    def draws(deg: Degradation, n: int = 4000) -> np.ndarray:
+        rng = np.random.default_rng(7)
+        return np.array([draw_opacity(deg, rng) for _ in range(n)])
+
+    plain = draws(Degradation())
+    assert (plain < 1).all() and plain.min() >= 0.5
+    np.testing.assert_array_equal(plain, np.random.default_rng(7).uniform(0.5, 1.0, 4000))
+    mixed = draws(Degradation(full_opacity_share=0.25))
+    assert abs((mixed == 1).mean() - 0.25) < 0.03 and mixed.min() >= 0.5
+    assert (draws(Degradation(full_opacity_share=1.0), 50) == 1).all()
 
 
 def test_grid_expectation_reads_cell_centres_x_then_y():

@@ -45,6 +45,9 @@ class Degradation:
     """share of examples rectified with no error at all, as SIFT + RANSAC place an overlay on a clean recording
     (the extraction bench's worst corner is 0.7 px off). Tried against the cap click read-out's phantom clicks,
     which it did not cure: their trigger is full opacity, not placement (docs/overlay-parser.md)."""
+    full_opacity_share: float = 0.0
+    """share of examples drawn at opacity exactly 1, the overlay tools' default. Uniform draws almost never land
+    there, and a parser that never saw a fully opaque overlay read clicks into the neutral stick cap of one."""
 
 
 def random_pad_state(rng: np.random.Generator) -> PadState:
@@ -136,6 +139,14 @@ def background_patch(frame: np.ndarray, size: tuple[int, int], rng: np.random.Ge
     return cv2.resize(frame[y : y + ch, x : x + cw], (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+def draw_opacity(deg: Degradation, rng: np.random.Generator) -> float:
+    """An overlay opacity: exactly 1 with probability `deg.full_opacity_share`, else uniform in `deg.opacity`."""
+    opacity = float(rng.uniform(*deg.opacity))
+    if deg.full_opacity_share > 0 and rng.random() < deg.full_opacity_share:  # no draw at 0: old streams stay the same
+        opacity = 1.0
+    return opacity
+
+
 def render_example(
     style: OverlayStyle,
     prev: PadState,
@@ -146,7 +157,7 @@ def render_example(
 ) -> dict[str, np.ndarray]:
     """One parser example from two pad states over two consecutive background frames."""
     w, h = canonical_size(style.family)
-    scale, opacity = rng.uniform(*deg.scale), rng.uniform(*deg.opacity)
+    scale, opacity = rng.uniform(*deg.scale), draw_opacity(deg, rng)
     margin = 6
     size = (int(np.ceil(w * scale)) + 2 * margin, int(np.ceil(h * scale)) + 2 * margin)
     x, y = margin + rng.uniform(-1, 1), margin + rng.uniform(-1, 1)
