@@ -31,6 +31,7 @@ from nitrogen_jax.data.overlay.parser import (
 from nitrogen_jax.data.overlay.parser_data import (
     Degradation,
     RenderedPairs,
+    background_patch,
     draw_opacity,
     gameplay_clips,
     render_example,
@@ -134,6 +135,21 @@ def test_full_opacity_share_draws_opaque_overlays():
     mixed = draws(Degradation(full_opacity_share=0.25))
     assert abs((mixed == 1).mean() - 0.25) < 0.03 and mixed.min() >= 0.5
     assert (draws(Degradation(full_opacity_share=1.0), 50) == 1).all()
+
+
+def test_sprites_draw_blobs_on_gameplay_only_when_asked():
+    """`sprite_share` puts cap-sized blobs on gameplay backgrounds; at 0 the patch is the one from before."""
+    frame = np.random.default_rng(0).integers(100, 160, (210, 160, 3), dtype=np.uint8)
+    gameplay = 0
+    for seed in range(20):
+        plain, with_sprites = (background_patch(frame, (120, 80), np.random.default_rng(seed), s) for s in (0.0, 1.0))
+        if plain.min() >= 100:  # gameplay, not the flat border colour (< 60), which gets no sprites
+            diff = np.abs(with_sprites.astype(np.int16) - plain).max(-1) > 40
+            assert 0 < diff.sum() < diff.size / 2, seed  # blobs, not a repaint
+            gameplay += 1
+        else:
+            np.testing.assert_array_equal(with_sprites, plain)
+    assert gameplay >= 15
 
 
 def test_grid_expectation_reads_cell_centres_x_then_y():

@@ -142,6 +142,18 @@ def test_random_styles_are_reproducible_varied_and_checked():
         random_style("snes", np.random.default_rng(0))
 
 
+def test_some_random_styles_light_presses_in_the_outline_colour():
+    """Accent looks (neon, glow): presses lit in nearly the outline's colour, which the other random looks keep at
+    least 200 away. The contract test above covers two of them (seeds 6 and 10)."""
+
+    def near(style) -> bool:
+        return sum(abs(a - b) for a, b in zip(style.highlight, style.line_color, strict=True)) < 200
+
+    share = np.mean([near(random_style(FAMILIES[i % 3], np.random.default_rng(100 + i))) for i in range(200)])
+    assert 0.15 < share < 0.4, share
+    assert near(RANDOM_STYLES[6]) and near(RANDOM_STYLES[10])
+
+
 def test_heldout_and_train_styles_are_disjoint_and_cover_every_family():
     assert not set(HELDOUT_STYLES) & set(TRAIN_STYLES)
     assert set(HELDOUT_STYLES) | set(TRAIN_STYLES) == set(STYLES)

@@ -45,6 +45,8 @@ class Degradation:
     """share of examples rectified with no error at all, as SIFT + RANSAC place an overlay on a clean recording
     (the extraction bench's worst corner is 0.7 px off). Tried against the cap click read-out's phantom clicks,
     which it did not cure: their trigger is full opacity, not placement (docs/overlay-parser.md)."""
+    sprite_share: float = 0.0
+    """share of gameplay backgrounds that get `game_sprites` (blobs that look like a stick cap through a ring)."""
     full_opacity_share: float = 0.0
     """share of examples drawn at opacity exactly 1, the overlay tools' default. Uniform draws almost never land
     there, and a parser that never saw a fully opaque overlay read clicks into the neutral stick cap of one."""
@@ -126,9 +128,12 @@ def change_map(style: OverlayStyle, premultiplied: np.ndarray) -> np.ndarray:
     return cv2.resize(diff.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
 
 
-def background_patch(frame: np.ndarray, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+def background_patch(
+    frame: np.ndarray, size: tuple[int, int], rng: np.random.Generator, sprite_share: float = 0.0
+) -> np.ndarray:
     """A random region of a gameplay frame shown at a random zoom (games fill screens of any size), as (w, h); now
-    and then the flat border colour a 4:3 game leaves beside it."""
+    and then the flat border colour a 4:3 game leaves beside it. With probability `sprite_share` the region also
+    gets `game_sprites`."""
     w, h = size
     if rng.random() < 0.1:
         return np.full((h, w, 3), rng.integers(0, 60, 3), np.uint8)
@@ -136,7 +141,27 @@ def background_patch(frame: np.ndarray, size: tuple[int, int], rng: np.random.Ge
     fh, fw = frame.shape[:2]
     cw, ch = min(fw, max(4, int(w / zoom))), min(fh, max(4, int(h / zoom)))
     x, y = rng.integers(0, fw - cw + 1), rng.integers(0, fh - ch + 1)
-    return cv2.resize(frame[y : y + ch, x : x + cw], (w, h), interpolation=cv2.INTER_LINEAR)
+    patch = cv2.resize(frame[y : y + ch, x : x + cw], (w, h), interpolation=cv2.INTER_LINEAR)
+    if sprite_share > 0 and rng.random() < sprite_share:  # no draw at 0: old streams stay the same
+        game_sprites(patch, rng)
+    return patch
+
+
+def game_sprites(patch: np.ndarray, rng: np.random.Generator) -> None:
+    """Draw one to three solid blocks or discs, a stick cap's size or so, in saturated colours: the paddles, cars and
+    balls that cross an outline overlay's ring and look like a cap there. The sampled gameplay has too few of them
+    in the right place for the parser to learn that a cap is where the template's cap shape is, not any blob."""
+    h, w = patch.shape[:2]
+    for _ in range(int(rng.integers(1, 4))):
+        size = max(2, int(rng.uniform(0.04, 0.2) * min(h, w)))
+        cx, cy = int(rng.integers(0, w)), int(rng.integers(0, h))
+        color = tuple(int(c) for c in rng.permutation([int(rng.integers(0, 80)), int(rng.integers(80, 256)), 255]))
+        if rng.random() < 0.5:
+            cv2.circle(patch, (cx, cy), size // 2, color, -1, cv2.LINE_AA)
+        else:
+            a, b = size // 2, int(size * rng.uniform(0.5, 2.5)) // 2  # paddles and cars are long
+            hw, hh = (a, b) if rng.random() < 0.5 else (b, a)
+            cv2.rectangle(patch, (cx - hw, cy - hh), (cx + hw, cy + hh), color, -1)
 
 
 def draw_opacity(deg: Degradation, rng: np.random.Generator) -> float:
@@ -166,7 +191,7 @@ def render_example(
     crops, affine, overlay = [], None, None
     for state, bg in zip((prev, cur), backgrounds, strict=True):
         rng.bit_generator.state = zoom_state
-        patch = background_patch(bg, size, rng)
+        patch = background_patch(bg, size, rng, deg.sprite_share)
         overlay = render_premultiplied(style, state)
         frame, affine = composite(patch, overlay, x=x, y=y, scale=scale, opacity=opacity, premultiplied=True)
         crops.append(jpeg(frame, quality))

@@ -282,19 +282,40 @@ def _color(rng) -> Color:
     return tuple(int(v) for v in rng.integers(0, 256, 3))  # type: ignore[return-value]
 
 
+def _distance(a: Color, b: Color) -> int:
+    return sum(abs(x - y) for x, y in zip(a, b, strict=True))
+
+
 def _far_color(rng, *others: Color, distance: int = 200) -> Color:
     """A random colour at least `distance` away (summed over channels) from each of `others`, so that what it
     marks (a press, a cap) stays visible against what it is drawn on."""
     for _ in range(100):
         c = _color(rng)
-        if all(sum(abs(a - b) for a, b in zip(c, o, strict=True)) >= distance for o in others):
+        if all(_distance(c, o) >= distance for o in others):
             return c
     return tuple(255 - v for v in others[0])  # type: ignore[return-value]
 
 
+def _color_near(
+    rng, base: Color, spread: int, far_from: tuple[Color, ...], distance: int, apart_from: Color | None = None
+) -> Color | None:
+    """A random colour within +-`spread` per channel of `base`, at least `distance` (summed) from each of
+    `far_from` and, if given, 60 from `apart_from` (a press must still show on what it lights); None if 100 draws
+    found none."""
+    for _ in range(100):
+        c: Color = tuple(min(255, max(0, v + int(rng.integers(-spread, spread + 1)))) for v in base)  # type: ignore[assignment]
+        if (apart_from is None or _distance(c, apart_from) >= 60) and all(
+            _distance(c, o) >= distance for o in far_from
+        ):
+            return c
+    return None
+
+
 def random_style(family: str, rng) -> OverlayStyle:
     """A style drawn at random for `family`: every colour uniform over RGB (kept apart where a press or a cap must
-    show), outlined or filled, round or square, with or without body, labels and face colours.
+    show), outlined or filled, round or square, with or without body, labels and face colours. Three in ten are
+    accent looks, whose caps and presses take (nearly) the outline's colour, as neon and glow overlays do: a press
+    then shows as a fill against its own outline, the hardest case to read.
 
     Parser training mixes these in beside TRAIN_STYLES so that it learns to read *any* look against its template
     rather than the dozen looks it was shown; HELDOUT_STYLES stay unseen (their colours are not sampled from)."""
@@ -307,6 +328,11 @@ def random_style(family: str, rng) -> OverlayStyle:
     idle = button_fill if button_fill is not None else behind
     line_color = _far_color(rng, behind, distance=150)
     palettes = (None, XBOX_FACE, PS_FACE, SNES_FACE, (_color(rng), _color(rng), _color(rng), _color(rng)))
+    cap_color = _far_color(rng, behind, distance=200)
+    highlight = _far_color(rng, idle, line_color, distance=200)
+    if rng.random() < 0.3:  # an accent look: caps and presses in (nearly) the outline's own colour
+        cap_color = _color_near(rng, line_color, 40, far_from=(behind,), distance=200) or cap_color
+        highlight = _color_near(rng, line_color, 60, far_from=(idle,), distance=200, apart_from=cap_color) or highlight
     return OverlayStyle(
         name=f"random_{family}_{int(rng.integers(1 << 30))}",
         family=family,
@@ -321,8 +347,8 @@ def random_style(family: str, rng) -> OverlayStyle:
         shape="round" if rng.random() < 0.6 else "square",
         labels=bool(rng.random() < 0.6),
         label_color=_far_color(rng, idle, distance=150),
-        highlight=_far_color(rng, idle, line_color, distance=200),
-        cap_color=_far_color(rng, behind, distance=200),
+        highlight=highlight,
+        cap_color=cap_color,
         trigger_fill=_far_color(rng, behind, distance=200),
     )
 

@@ -87,6 +87,8 @@ class TrainParserArgs:
     """Share of rendered examples rectified with no error (the others get a small random one)."""
     full_opacity_share: float = 0.0
     """Share of rendered examples drawn fully opaque (the others at a uniform opacity in 0.5-1)."""
+    sprite_share: float = 0.0
+    """Share of gameplay backgrounds given cap-sized sprites (`parser_data.game_sprites`)."""
     cap_click: bool = False
     """Read stick clicks at the cap (`ParserConfig.cap_click`; not in the shipped weights)."""
     eval_examples: int = 512
@@ -105,7 +107,13 @@ class TrainParserArgs:
         for name in ("steps", "batch_size", "eval_examples", "threads", "background_frames"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainParserArgs.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("video_share", "random_style_share", "exact_rectification_share", "full_opacity_share"):
+        for name in (
+            "video_share",
+            "random_style_share",
+            "exact_rectification_share",
+            "full_opacity_share",
+            "sprite_share",
+        ):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"TrainParserArgs.{name} must be in [0, 1], got {getattr(self, name)}")
 
@@ -242,7 +250,11 @@ def train_parser(args: TrainParserArgs, eval_sets: dict | None = None) -> tuple[
         args.styles,
         gameplay_clips(TRAIN_GAMES, args.background_frames, args.seed),
         args.seed,
-        deg=Degradation(exact_share=args.exact_rectification_share, full_opacity_share=args.full_opacity_share),
+        deg=Degradation(
+            exact_share=args.exact_rectification_share,
+            full_opacity_share=args.full_opacity_share,
+            sprite_share=args.sprite_share,
+        ),
         random_style_share=args.random_style_share,
     )
     with tempfile.TemporaryDirectory(prefix="parser_videos_") as tmp:
