@@ -8,6 +8,7 @@ unpressed buttons (about 0.7 on these examples).
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 from nitrogen_jax.data.overlay.parser import (
+    CONFIG_FILE,
     PARSER_INPUT_HW,
     STICK_GRID,
     THUMB_INDICES,
@@ -103,6 +105,18 @@ def test_cap_click_parser_reads_thumbs_and_round_trips(tmp_path):
     again = OverlayParser.load(tmp_path)
     assert again.config.cap_click and "cap_click" in again.params
     np.testing.assert_allclose(again.parse(crops, crops, crops[0]).buttons, read.buttons, atol=2e-3)
+
+
+def test_a_config_saved_before_cap_click_loads_as_box_clicks(tmp_path):
+    """Weights saved before the cap read-out existed have no `cap_click` in their config; they load as they were."""
+    old = OverlayParser.init(dataclasses.replace(TINY, cap_click=False), seed=2)
+    old.save(tmp_path)
+    stored = json.loads((tmp_path / CONFIG_FILE).read_text())
+    del stored["config"]["cap_click"]
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(stored))
+    again = OverlayParser.load(tmp_path)
+    assert not again.config.cap_click and "cap_click" not in again.params
+    assert ParserConfig().cap_click  # while new configs read clicks at the cap
 
 
 def test_exact_share_rectifies_without_error():
@@ -270,6 +284,23 @@ def test_shipped_weights_read_fresh_heldout_renders(heldout_clips):
     read, truth = read_per_style(parser, HELDOUT_STYLES, heldout_clips, 16, seed=888)
     m = reading_metrics(read, truth)
     assert m["button_accuracy"] >= 0.75 and m["stick_r2"] >= 0.7, m
+
+
+def test_shipped_weights_read_an_opaque_neutral_overlay_as_neutral(heldout_clips):
+    """Full opacity is the overlay tools' default and the main job's recordings. Weights trained on uniform
+    opacities read stick clicks into neutral frames there (the first cap read-out on 14 of these 24
+    `xbox_filled_dark` frames); the shipped ones, trained with a quarter drawn fully opaque, must not."""
+    parser, rng = OverlayParser.load(), np.random.default_rng(21)
+    frames = [clip[i] for clip in heldout_clips for i in range(0, 24, 3)]
+    neutral, opaque = PadState.neutral(), Degradation(opacity=(1.0, 1.0))
+    pressed = []
+    for name in TRAIN_STYLES:
+        ex = [render_example(STYLES[name], neutral, neutral, (f, f), rng, opaque) for f in frames]
+        read = parser.parse(*(np.stack([e[k] for e in ex]) for k in ("prev", "cur")), template_input(STYLES[name]))
+        pressed.append(read.buttons > 0.5)
+    pressed = np.stack(pressed)  # [styles, frames, buttons]
+    assert pressed.mean() < 0.01, pressed.sum()
+    assert pressed[..., list(THUMB_INDICES)].mean() < 0.04, pressed[..., list(THUMB_INDICES)].sum((1, 2))
 
 
 @pytest.mark.slow

@@ -85,10 +85,9 @@ class ParserConfig:
     roi_channels: int = 16  # channels of the fused map the ROIs sample
     head_dim: int = 128  # the read-out MLP's width
     input_hw: tuple[int, int] = PARSER_INPUT_HW
-    cap_click: bool = False
+    cap_click: bool = True
     """read the stick clicks (left_thumb, right_thumb) where the cap is (`CapClickReadout`) instead of from the
-    whole stick box like any button. Better on both extraction benches, but trained so far it reads clicks on a
-    neutral cap drawn at full opacity (docs/overlay-parser.md), so the shipped weights do not use it"""
+    whole stick box like any button, which missed most clicks at full deflection (docs/overlay-parser.md)"""
 
     def __post_init__(self):
         n = len(self.dims)
@@ -107,7 +106,7 @@ class ParserConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         if set(d) - known:
             raise ValueError(f"unknown ParserConfig fields {sorted(set(d) - known)}")
-        return cls(**d)
+        return cls(**{"cap_click": False, **d})  # saved before the option existed: the clicks come from the box
 
 
 def coordinate_channels(b: int, h: int, w: int) -> jax.Array:

@@ -85,12 +85,12 @@ class TrainParserArgs:
     """Share of rendered examples drawn in a random look (`styles.random_style`) instead of one of `styles`."""
     exact_rectification_share: float = 0.0
     """Share of rendered examples rectified with no error (the others get a small random one)."""
-    full_opacity_share: float = 0.0
+    full_opacity_share: float = 0.25
     """Share of rendered examples drawn fully opaque (the others at a uniform opacity in 0.5-1)."""
-    sprite_share: float = 0.0
+    sprite_share: float = 0.3
     """Share of gameplay backgrounds given cap-sized sprites (`parser_data.game_sprites`)."""
-    cap_click: bool = False
-    """Read stick clicks at the cap (`ParserConfig.cap_click`; not in the shipped weights)."""
+    cap_click: bool = True
+    """Read stick clicks at the cap (`ParserConfig.cap_click`) rather than from the stick's whole box."""
     eval_examples: int = 512
     """Examples in each held-out evaluation set."""
     threads: int = 2
