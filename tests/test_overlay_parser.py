@@ -293,12 +293,12 @@ def test_shipped_weights_read_an_opaque_neutral_overlay_as_neutral(heldout_clips
     parser, rng = OverlayParser.load(), np.random.default_rng(21)
     frames = [clip[i] for clip in heldout_clips for i in range(0, 24, 3)]
     neutral, opaque = PadState.neutral(), Degradation(opacity=(1.0, 1.0))
-    pressed = []
+    reads = []
     for name in TRAIN_STYLES:
         ex = [render_example(STYLES[name], neutral, neutral, (f, f), rng, opaque) for f in frames]
         read = parser.parse(*(np.stack([e[k] for e in ex]) for k in ("prev", "cur")), template_input(STYLES[name]))
-        pressed.append(read.buttons > 0.5)
-    pressed = np.stack(pressed)  # [styles, frames, buttons]
+        reads.append(read.buttons > 0.5)
+    pressed = np.stack(reads)  # [styles, frames, buttons]
     assert pressed.mean() < 0.01, pressed.sum()
     assert pressed[..., list(THUMB_INDICES)].mean() < 0.04, pressed[..., list(THUMB_INDICES)].sum((1, 2))
 
