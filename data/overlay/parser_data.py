@@ -44,7 +44,7 @@ class Degradation:
     exact_share: float = 0.0
     """share of examples rectified with no error at all, as SIFT + RANSAC place an overlay on a clean recording
     (the extraction bench's worst corner is 0.7 px off). Tried against the cap click read-out's phantom clicks,
-    which it did not cure: their trigger is full opacity, not placement (docs/overlay-parser.md)."""
+    which it did not cure: their trigger was full opacity, cured by `full_opacity_share` (docs/overlay-parser.md)."""
     sprite_share: float = 0.0
     """share of gameplay backgrounds that get `game_sprites` (blobs that look like a stick cap through a ring)."""
     full_opacity_share: float = 0.0
