@@ -296,7 +296,8 @@ def test_shipped_weights_read_an_opaque_neutral_overlay_as_neutral(heldout_clips
     reads = []
     for name in TRAIN_STYLES:
         ex = [render_example(STYLES[name], neutral, neutral, (f, f), rng, opaque) for f in frames]
-        read = parser.parse(*(np.stack([e[k] for e in ex]) for k in ("prev", "cur")), template_input(STYLES[name]))
+        prev, cur = (np.stack([e[k] for e in ex]) for k in ("prev", "cur"))
+        read = parser.parse(prev, cur, template_input(STYLES[name]))
         reads.append(read.buttons > 0.5)
     pressed = np.stack(reads)  # [styles, frames, buttons]
     assert pressed.mean() < 0.01, pressed.sum()
