@@ -166,6 +166,23 @@ def test_sprites_draw_blobs_on_gameplay_only_when_asked():
     assert gameplay >= 15
 
 
+def test_sprites_move_between_the_two_frames_only_when_asked():
+    """With `sprite_motion` the current frame's sprites are the previous frame's, moved; without it the two frames
+    of a still pad over a still background are the same."""
+    style, bg = STYLES["generic_outline"], np.random.default_rng(1).integers(100, 160, (210, 160, 3), dtype=np.uint8)
+
+    def moved(motion: int) -> int:
+        deg = Degradation(sprite_share=1.0, sprite_motion=motion, jpeg_quality=(95, 95))
+        examples = [
+            render_example(style, PadState.neutral(), PadState.neutral(), (bg, bg), np.random.default_rng(i), deg)
+            for i in range(12)
+        ]
+        return sum(int(np.abs(e["prev"].astype(np.int16) - e["cur"]).max() > 40) for e in examples)
+
+    assert moved(0) == 0
+    assert moved(12) >= 8
+
+
 def test_grid_expectation_reads_cell_centres_x_then_y():
     c = grid_centres()
     assert c[0] == -1 and c[-1] == 1 and len(c) == STICK_GRID

@@ -47,6 +47,9 @@ class Degradation:
     which it did not cure: their trigger was full opacity, cured by `full_opacity_share` (docs/overlay-parser.md)."""
     sprite_share: float = 0.0
     """share of gameplay backgrounds that get `game_sprites` (blobs that look like a stick cap through a ring)."""
+    sprite_motion: int = 0
+    """the sprites move by up to this many pixels per axis between the previous and the current frame, as game
+    objects do (0: they stand still)."""
     full_opacity_share: float = 0.0
     """share of examples drawn at opacity exactly 1, the overlay tools' default. Uniform draws almost never land
     there, and a parser that never saw a fully opaque overlay read clicks into the neutral stick cap of one."""
@@ -129,7 +132,11 @@ def change_map(style: OverlayStyle, premultiplied: np.ndarray) -> np.ndarray:
 
 
 def background_patch(
-    frame: np.ndarray, size: tuple[int, int], rng: np.random.Generator, sprite_share: float = 0.0
+    frame: np.ndarray,
+    size: tuple[int, int],
+    rng: np.random.Generator,
+    sprite_share: float = 0.0,
+    sprite_shift: tuple[int, int] = (0, 0),
 ) -> np.ndarray:
     """A random region of a gameplay frame shown at a random zoom (games fill screens of any size), as (w, h); now
     and then the flat border colour a 4:3 game leaves beside it. With probability `sprite_share` the region also
@@ -143,18 +150,18 @@ def background_patch(
     x, y = rng.integers(0, fw - cw + 1), rng.integers(0, fh - ch + 1)
     patch = cv2.resize(frame[y : y + ch, x : x + cw], (w, h), interpolation=cv2.INTER_LINEAR)
     if sprite_share > 0 and rng.random() < sprite_share:  # no draw at 0: old streams stay the same
-        game_sprites(patch, rng)
+        game_sprites(patch, rng, sprite_shift)
     return patch
 
 
-def game_sprites(patch: np.ndarray, rng: np.random.Generator) -> None:
+def game_sprites(patch: np.ndarray, rng: np.random.Generator, shift: tuple[int, int] = (0, 0)) -> None:
     """Draw one to three solid blocks or discs, a stick cap's size or so, in saturated colours: the paddles, cars and
     balls that cross an outline overlay's ring and look like a cap there. The sampled gameplay has too few of them
     in the right place for the parser to learn that a cap is where the template's cap shape is, not any blob."""
     h, w = patch.shape[:2]
     for _ in range(int(rng.integers(1, 4))):
         size = max(2, int(rng.uniform(0.04, 0.2) * min(h, w)))
-        cx, cy = int(rng.integers(0, w)), int(rng.integers(0, h))
+        cx, cy = int(rng.integers(0, w)) + shift[0], int(rng.integers(0, h)) + shift[1]
         color = tuple(int(c) for c in rng.permutation([int(rng.integers(0, 80)), int(rng.integers(80, 256)), 255]))
         if rng.random() < 0.5:
             cv2.circle(patch, (cx, cy), size // 2, color, -1, cv2.LINE_AA)
@@ -187,11 +194,15 @@ def render_example(
     size = (int(np.ceil(w * scale)) + 2 * margin, int(np.ceil(h * scale)) + 2 * margin)
     x, y = margin + rng.uniform(-1, 1), margin + rng.uniform(-1, 1)
     quality = int(rng.integers(deg.jpeg_quality[0], deg.jpeg_quality[1] + 1))
-    zoom_state = rng.bit_generator.state  # the same background region for both frames
+    motion = (0, 0)
+    if deg.sprite_motion > 0:  # no draw at 0: old streams stay the same
+        dx, dy = rng.integers(-deg.sprite_motion, deg.sprite_motion + 1, 2)
+        motion = (int(dx), int(dy))
+    zoom_state = rng.bit_generator.state  # the same background region (and sprites) for both frames
     crops, affine, overlay = [], None, None
-    for state, bg in zip((prev, cur), backgrounds, strict=True):
+    for state, bg, shift in zip((prev, cur), backgrounds, ((0, 0), motion), strict=True):
         rng.bit_generator.state = zoom_state
-        patch = background_patch(bg, size, rng, deg.sprite_share)
+        patch = background_patch(bg, size, rng, deg.sprite_share, shift)
         overlay = render_premultiplied(style, state)
         frame, affine = composite(patch, overlay, x=x, y=y, scale=scale, opacity=opacity, premultiplied=True)
         crops.append(jpeg(frame, quality))

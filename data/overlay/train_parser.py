@@ -89,6 +89,8 @@ class TrainParserArgs:
     """Share of rendered examples drawn fully opaque (the others at a uniform opacity in 0.5-1)."""
     sprite_share: float = 0.3
     """Share of gameplay backgrounds given cap-sized sprites (`parser_data.game_sprites`)."""
+    sprite_motion: int = 0
+    """Pixels per axis the sprites may move between the previous and the current frame."""
     cap_click: bool = True
     """Read stick clicks at the cap (`ParserConfig.cap_click`) rather than from the stick's whole box."""
     eval_examples: int = 512
@@ -254,6 +256,7 @@ def train_parser(args: TrainParserArgs, eval_sets: dict | None = None) -> tuple[
             exact_share=args.exact_rectification_share,
             full_opacity_share=args.full_opacity_share,
             sprite_share=args.sprite_share,
+            sprite_motion=args.sprite_motion,
         ),
         random_style_share=args.random_style_share,
     )
