@@ -109,6 +109,8 @@ class TrainParserArgs:
         for name in ("steps", "batch_size", "eval_examples", "threads", "background_frames"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainParserArgs.{name} must be >= 1, got {getattr(self, name)}")
+        if self.sprite_motion < 0:
+            raise ValueError(f"TrainParserArgs.sprite_motion must be >= 0 pixels, got {self.sprite_motion}")
         for name in (
             "video_share",
             "random_style_share",
