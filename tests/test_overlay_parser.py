@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import cv2
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -164,6 +165,27 @@ def test_sprites_draw_blobs_on_gameplay_only_when_asked():
         else:
             np.testing.assert_array_equal(with_sprites, plain)
     assert gameplay >= 15
+
+
+def test_line_sprites_are_long_and_thin():
+    """With `line_share` 1 the sprites are `game_line`s: pieces at least 24 px long yet at most 5 px thick on
+    average (area <= 5 x length), which no cap-sized blob of `game_sprites` is (one that long is 10 px wide)."""
+    frame = np.full((210, 160, 3), 40, np.uint8)
+
+    def patches_with_a_line(line_share: float) -> int:
+        found = 0
+        for seed in range(30):
+            patch = background_patch(frame, (120, 80), np.random.default_rng(seed), 1.0, line_share=line_share)
+            changed = (np.abs(patch.astype(np.int16) - 40).max(-1) > 30).astype(np.uint8)
+            _, _, stats, _ = cv2.connectedComponentsWithStats(changed)
+            length = stats[1:, [cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT]].max(1)
+            found += bool(((length >= 24) & (stats[1:, cv2.CC_STAT_AREA] <= 5 * length)).any())
+        return found
+
+    assert patches_with_a_line(0.0) == 0
+    assert patches_with_a_line(1.0) >= 10
+    with pytest.raises(ValueError, match="sprite_line_share"):
+        TrainParserArgs(sprite_line_share=1.5)
 
 
 def test_sprites_move_between_the_two_frames_only_when_asked():

@@ -50,6 +50,9 @@ class Degradation:
     sprite_motion: int = 0
     """the sprites move by up to this many pixels per axis between the previous and the current frame, as game
     objects do (0: they stand still)."""
+    line_share: float = 0.0
+    """share of the sprites drawn as long thin lines, solid or dashed, at any angle: the road edges, lane marks and
+    walls that cross a stick's ring and hide or mimic its cap (Enduro's dotted road edge did)."""
     full_opacity_share: float = 0.0
     """share of examples drawn at opacity exactly 1, the overlay tools' default. Uniform draws almost never land
     there, and a parser that never saw a fully opaque overlay read clicks into the neutral stick cap of one."""
@@ -137,6 +140,7 @@ def background_patch(
     rng: np.random.Generator,
     sprite_share: float = 0.0,
     sprite_shift: tuple[int, int] = (0, 0),
+    line_share: float = 0.0,
 ) -> np.ndarray:
     """A random region of a gameplay frame shown at a random zoom (games fill screens of any size), as (w, h); now
     and then the flat border colour a 4:3 game leaves beside it. With probability `sprite_share` the region also
@@ -150,25 +154,52 @@ def background_patch(
     x, y = rng.integers(0, fw - cw + 1), rng.integers(0, fh - ch + 1)
     patch = cv2.resize(frame[y : y + ch, x : x + cw], (w, h), interpolation=cv2.INTER_LINEAR)
     if sprite_share > 0 and rng.random() < sprite_share:  # no draw at 0: old streams stay the same
-        game_sprites(patch, rng, sprite_shift)
+        game_sprites(patch, rng, sprite_shift, line_share)
     return patch
 
 
-def game_sprites(patch: np.ndarray, rng: np.random.Generator, shift: tuple[int, int] = (0, 0)) -> None:
+def game_sprites(
+    patch: np.ndarray, rng: np.random.Generator, shift: tuple[int, int] = (0, 0), line_share: float = 0.0
+) -> None:
     """Draw one to three solid blocks or discs, a stick cap's size or so, in saturated colours: the paddles, cars and
     balls that cross an outline overlay's ring and look like a cap there. The sampled gameplay has too few of them
-    in the right place for the parser to learn that a cap is where the template's cap shape is, not any blob."""
+    in the right place for the parser to learn that a cap is where the template's cap shape is, not any blob.
+    A share `line_share` of them are `game_line`s instead."""
     h, w = patch.shape[:2]
     for _ in range(int(rng.integers(1, 4))):
         size = max(2, int(rng.uniform(0.04, 0.2) * min(h, w)))
         cx, cy = int(rng.integers(0, w)) + shift[0], int(rng.integers(0, h)) + shift[1]
         color = tuple(int(c) for c in rng.permutation([int(rng.integers(0, 80)), int(rng.integers(80, 256)), 255]))
-        if rng.random() < 0.5:
+        if line_share > 0 and rng.random() < line_share:  # no draw at 0: old streams stay the same
+            game_line(patch, (cx, cy), color, rng)
+        elif rng.random() < 0.5:
             cv2.circle(patch, (cx, cy), size // 2, color, -1, cv2.LINE_AA)
         else:
             a, b = size // 2, int(size * rng.uniform(0.5, 2.5)) // 2  # paddles and cars are long
             hw, hh = (a, b) if rng.random() < 0.5 else (b, a)
             cv2.rectangle(patch, (cx - hw, cy - hh), (cx + hw, cy + hh), color, -1)
+
+
+def game_line(patch: np.ndarray, centre: tuple[int, int], color: tuple[int, ...], rng: np.random.Generator) -> None:
+    """A straight line through `centre`, 1-3 px wide, a third to all of the patch long, at any angle; solid, or
+    dashed as road edges and lane marks are; in `color`, or white or grey half the time (the colours of most
+    markings)."""
+    h, w = patch.shape[:2]
+    length = rng.uniform(0.3, 1.0) * max(h, w)
+    angle = rng.uniform(0, np.pi)
+    d = np.array([np.cos(angle), np.sin(angle)]) * length / 2
+    if rng.random() < 0.5:
+        color = (int(rng.integers(150, 256)),) * 3
+    width = int(rng.integers(1, 4))
+    a, b = np.asarray(centre) - d, np.asarray(centre) + d
+    dash = int(rng.integers(2, 8)) if rng.random() < 0.5 else 0
+    if not dash:
+        cv2.line(patch, tuple(int(v) for v in a), tuple(int(v) for v in b), color, width, cv2.LINE_AA)
+        return
+    steps = max(1, int(length // dash))
+    for k in range(0, steps, 2):  # every other dash-long piece
+        p, q = a + (b - a) * k / steps, a + (b - a) * min(k + 1, steps) / steps
+        cv2.line(patch, tuple(int(v) for v in p), tuple(int(v) for v in q), color, width, cv2.LINE_AA)
 
 
 def draw_opacity(deg: Degradation, rng: np.random.Generator) -> float:
@@ -202,7 +233,7 @@ def render_example(
     crops, affine, overlay = [], None, None
     for state, bg, shift in zip((prev, cur), backgrounds, ((0, 0), motion), strict=True):
         rng.bit_generator.state = zoom_state
-        patch = background_patch(bg, size, rng, deg.sprite_share, shift)
+        patch = background_patch(bg, size, rng, deg.sprite_share, shift, deg.line_share)
         overlay = render_premultiplied(style, state)
         frame, affine = composite(patch, overlay, x=x, y=y, scale=scale, opacity=opacity, premultiplied=True)
         crops.append(jpeg(frame, quality))

@@ -91,6 +91,8 @@ class TrainParserArgs:
     """Share of gameplay backgrounds given cap-sized sprites (`parser_data.game_sprites`)."""
     sprite_motion: int = 0
     """Pixels per axis the sprites may move between the previous and the current frame."""
+    sprite_line_share: float = 0.0
+    """Share of those sprites drawn as long thin lines (`parser_data.game_line`), solid or dashed."""
     cap_click: bool = True
     """Read stick clicks at the cap (`ParserConfig.cap_click`) rather than from the stick's whole box."""
     eval_examples: int = 512
@@ -117,6 +119,7 @@ class TrainParserArgs:
             "exact_rectification_share",
             "full_opacity_share",
             "sprite_share",
+            "sprite_line_share",
         ):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"TrainParserArgs.{name} must be in [0, 1], got {getattr(self, name)}")
@@ -259,6 +262,7 @@ def train_parser(args: TrainParserArgs, eval_sets: dict | None = None) -> tuple[
             full_opacity_share=args.full_opacity_share,
             sprite_share=args.sprite_share,
             sprite_motion=args.sprite_motion,
+            line_share=args.sprite_line_share,
         ),
         random_style_share=args.random_style_share,
     )
