@@ -45,6 +45,7 @@ from nitrogen_jax.data.overlay.styles import FAMILIES, HELDOUT_STYLES, STYLES, T
 from nitrogen_jax.data.overlay.synth import HELDOUT_GAMES
 from nitrogen_jax.data.overlay.train_parser import (
     TrainParserArgs,
+    init_recipe,
     reading_metrics,
     stick_grid_target,
     train_parser,
@@ -389,3 +390,17 @@ def test_training_continues_from_saved_weights(tmp_path):
     assert max(jax.tree.leaves(drift)) < 1e-4
     with pytest.raises(FileNotFoundError, match="not an OverlayParser.save directory"):
         train_parser(dataclasses.replace(args, init=tmp_path / "missing"))
+
+
+def test_weights_trained_further_keep_every_command_that_made_them(tmp_path):
+    """`init_recipe` carries the base weights' command (and theirs, nested) into weights trained from them."""
+    parser = OverlayParser.init(TINY, seed=5)
+    parser.save(tmp_path / "base", command="train-parser --out base", train_minutes=39.4, heldout_metrics={})
+    first = init_recipe(tmp_path / "base")
+    assert first == {"command": "train-parser --out base", "train_minutes": 39.4}
+    parser.save(tmp_path / "tuned", command="train-parser --init base", train_minutes=14.0, init_recipe=first)
+    assert init_recipe(tmp_path / "tuned") == {
+        "command": "train-parser --init base",
+        "train_minutes": 14.0,
+        "init_recipe": first,
+    }

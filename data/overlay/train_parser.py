@@ -12,6 +12,7 @@ template).
 from __future__ import annotations
 
 import dataclasses
+import json
 import shlex
 import sys
 import tempfile
@@ -27,6 +28,7 @@ import optax
 from tqdm.auto import tqdm
 
 from nitrogen_jax.data.overlay.parser import (
+    CONFIG_FILE,
     STICK_GRID,
     WEIGHTS_DIR,
     OverlayParser,
@@ -290,8 +292,16 @@ def format_metrics(results: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def init_recipe(init: Path) -> dict:
+    """How the weights in `init` were made (their command, minutes, and their own `init_recipe`), kept in weights
+    trained further from them, so the saved config names every command that reproduces them."""
+    saved = json.loads((init / CONFIG_FILE).read_text())
+    return {k: saved[k] for k in ("command", "train_minutes", "init_recipe") if k in saved}
+
+
 def run(args: TrainParserArgs, argv: Sequence[str] | None = None) -> int:
     start = time.time()
+    recipe = {"init_recipe": init_recipe(args.init)} if args.init is not None else {}  # before `out` may replace it
     eval_sets = evaluation_sets(args.eval_examples, args.background_frames)
     parser, results = train_parser(args, eval_sets)
     minutes = (time.time() - start) / 60
@@ -302,6 +312,7 @@ def run(args: TrainParserArgs, argv: Sequence[str] | None = None) -> int:
         command=command,
         heldout_metrics=results,
         train_minutes=round(minutes, 1),
+        **recipe,
     )
     print(format_metrics(results))
     print(f"saved {args.out} after {args.steps} steps in {minutes:.1f} min")
