@@ -297,14 +297,20 @@ def _far_color(rng, *others: Color, distance: int = 200) -> Color:
 
 
 def _color_near(
-    rng, base: Color, spread: int, far_from: tuple[Color, ...], distance: int, apart_from: Color | None = None
+    rng,
+    base: Color,
+    spread: int,
+    far_from: tuple[Color, ...],
+    distance: int,
+    apart_from: Color | None = None,
+    apart_distance: int = 60,
 ) -> Color | None:
     """A random colour within +-`spread` per channel of `base`, at least `distance` (summed) from each of
-    `far_from` and, if given, 60 from `apart_from` (a press must still show on what it lights); None if 100 draws
-    found none."""
+    `far_from` and, if given, `apart_distance` from `apart_from` (a press must still show on the cap it lights, if
+    less starkly than against the body); None if 100 draws found none."""
     for _ in range(100):
         c: Color = tuple(min(255, max(0, v + int(rng.integers(-spread, spread + 1)))) for v in base)  # type: ignore[assignment]
-        if (apart_from is None or _distance(c, apart_from) >= 60) and all(
+        if (apart_from is None or _distance(c, apart_from) >= apart_distance) and all(
             _distance(c, o) >= distance for o in far_from
         ):
             return c
