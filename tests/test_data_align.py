@@ -80,6 +80,7 @@ def test_pipeline_aligns_rows_and_scales_boxes(local_copy, tmp_path):
     assert m["counts"]["samples"] == len(samples) == ROWS and m["skipped"] == []
     for s in samples:
         img = cv2.imdecode(np.frombuffer(s.jpeg, np.uint8), cv2.IMREAD_COLOR_RGB)
+        assert img is not None, s.label_row
         assert read_number(img) == 2 * ((START_FRAME + s.label_row) // 2), s.label_row  # the frame shown then
         assert s.frame_index == (START_FRAME + s.label_row) // 2
         # the 1080p overlay box scaled to 720p: (1000, 533)-(1200, 667) -> (200, 190)-(240, 237) at 256

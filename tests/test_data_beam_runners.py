@@ -64,7 +64,11 @@ def check_output(m: dict, files: dict[str, bytes]) -> None:
     for vid in ("alpha", "beta"):
         mine = sorted((s for s in samples if s.video_id == vid), key=lambda s: s.label_row)
         assert [s.label_row for s in mine] == list(range(120))
-        got = [number(cv2.imdecode(np.frombuffer(s.jpeg, np.uint8), cv2.IMREAD_COLOR_RGB)) for s in mine]
+        got = []
+        for s in mine:
+            img = cv2.imdecode(np.frombuffer(s.jpeg, np.uint8), cv2.IMREAD_COLOR_RGB)
+            assert img is not None, (vid, s.label_row)
+            got.append(number(img))
         assert got == [20 + r for r in range(120)]
 
 

@@ -143,4 +143,6 @@ def test_bad_metadata_and_missing_files(tmp_path):
     with pytest.raises(LabelError, match=r"actions_raw.parquet: missing"):
         read_chunk(chunk)
     with pytest.raises(ValueError, match="NaN|expected finite"):
-        write_chunks(tmp_path, "vidE", Gamepad(np.zeros((2, 17), bool), [[np.nan, 0], [0, 0]], np.zeros((2, 2))))
+        write_chunks(
+            tmp_path, "vidE", Gamepad(np.zeros((2, 17), bool), np.array([[np.nan, 0.0], [0.0, 0.0]]), np.zeros((2, 2)))
+        )

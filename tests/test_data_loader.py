@@ -7,8 +7,10 @@ import os
 import shutil
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from nitrogen_jax.data.augment import RandomGeometric, RandomPhotometric
@@ -185,6 +187,7 @@ def test_global_batch_on_a_mesh(shards):
     assert len(g["actions"].addressable_shards) == 8 and g["actions"].addressable_shards[0].data.shape == (1, H, 25)
     np.testing.assert_array_equal(np.asarray(g["action_mask"]), host["action_mask"])
     g = global_batch(host, mesh, P("data"))
+    assert isinstance(g["frames"].sharding, NamedSharding)
     assert g["frames"].sharding.spec == P("data") and g["frames"].addressable_shards[0].data.shape == (2, 256, 256, 3)
 
 
@@ -206,7 +209,7 @@ def test_device_augmentation_matches_the_host_one(shards):
             RandomPhotometric().random_map(RandomGeometric().random_map({"frames": f}, r_host), r_host)["frames"]
         )
         params.append(RandomAugmentParams().random_map({"frames": f}, r_dev)["augment"])
-    on_device = np.asarray(augment_on_device(frames, np.stack(params)))
+    on_device = np.asarray(augment_on_device(jnp.asarray(frames), jnp.asarray(np.stack(params))))
     assert on_device.shape == frames.shape and on_device.dtype == np.uint8
     diff = np.abs(on_device.astype(int) - np.stack(host).astype(int))
     assert diff.mean() < 1.0 and np.percentile(diff, 99) <= 4, (diff.mean(), np.percentile(diff, 99))

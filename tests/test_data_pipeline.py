@@ -45,7 +45,7 @@ def read_all(shards):
 
 def video_frames(path):
     cap = cv2.VideoCapture(str(path))
-    frames = []
+    frames: list[np.ndarray] = []
     while True:
         ok, bgr = cap.read()
         if not ok:
@@ -77,6 +77,7 @@ def test_every_frame_and_chunk_matches_the_source(sample):
             want = reference_frame(frames[s.frame_index])
             assert s.jpeg == encode_jpeg(want, 95), (video_id, s.label_row)  # exactly this frame, nothing else
             got = cv2.imdecode(np.frombuffer(s.jpeg, np.uint8), cv2.IMREAD_COLOR_RGB)
+            assert got is not None, (video_id, s.label_row)
             assert np.abs(got.astype(int) - want).mean() < 8  # JPEG 4:2:0 loss on saturated Atari colours
             assert got[200:, 200:].max() < 40  # the input overlay is blacked out
             rows = s.label_row + np.arange(H)

@@ -54,9 +54,13 @@ def test_constant_agent_masks_menu_buttons_unless_allowed():
 
 
 def test_constant_pad_from_buttons_or_labels(tmp_path):
-    pad, line = constant_pad(("south", "dpad_up"))
+    given = constant_pad(("south", "dpad_up"))
+    assert given is not None
+    pad, line = given
     assert set(describe_pad(pad).split("+")) == {"south", "dpad_up"} and "given" in line
-    pad, line = constant_pad(None, _labels(tmp_path))
+    from_labels = constant_pad(None, _labels(tmp_path))
+    assert from_labels is not None
+    pad, line = from_labels
     assert describe_pad(pad) == "dpad_left" and "60%" in line
     assert constant_pad(None, None) is None
     with pytest.raises(ValueError, match="jump"):

@@ -15,7 +15,8 @@ def test_small_run_end_to_end_and_rerun_skips(tmp_path, capsys):
         assert read_stage(tmp_path, name) is not None, name
     page = (tmp_path / "report" / "report.md").read_text()
     assert "## Verdict" in page and "policy.gif" in page and "loss.png" in page
-    assert read_stage(tmp_path, "train")["summary"]["steps"] == 20
+    train = read_stage(tmp_path, "train")
+    assert train is not None and train["summary"]["steps"] == 20
     capsys.readouterr()
 
     assert run(args) == 0

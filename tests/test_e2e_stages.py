@@ -18,7 +18,7 @@ def small(seconds=1.0) -> E2ESettings:
 
 
 def test_done_stages_skip_and_changed_settings_rerun_downstream(tmp_path):
-    said = []
+    said: list[str] = []
     first = run_all(tmp_path, small(), ("record", "extract"), say=said.append)
     assert [r.skipped for r in first] == [False, False]
     video = tmp_path / "record" / "videos" / "boxing_0000.mp4"
@@ -31,7 +31,8 @@ def test_done_stages_skip_and_changed_settings_rerun_downstream(tmp_path):
 
     changed = run_all(tmp_path, small(seconds=1.5), ("record", "extract"), say=said.append)
     assert [r.skipped for r in changed] == [False, False]  # extract re-runs because its input changed
-    assert read_stage(tmp_path, "record")["summary"]["frames"] == 90
+    record = read_stage(tmp_path, "record")
+    assert record is not None and record["summary"]["frames"] == 90
     accuracy = json.loads((tmp_path / "extract" / "accuracy.json").read_text())
     assert accuracy["frames"] == 90 and accuracy["method"] in ("truth", "overlay")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import TYPE_CHECKING, Any, cast
 
 import jax
 import numpy as np
@@ -20,6 +21,9 @@ from nitrogen_jax.convert.siglip import load_siglip_vision  # noqa: E402
 from nitrogen_jax.vision import SiglipVisionTower  # noqa: E402
 from tests.torch_reference import ReleaseReference  # noqa: E402
 
+if TYPE_CHECKING:
+    from torch import nn
+
 WIDTH, HEADS = 32, 2
 # Head counts are invisible in tensor shapes; the release names its SigLIP variant, a tiny test tower cannot.
 OPTIONS = {"vision_heads": HEADS}
@@ -30,7 +34,7 @@ def rel_err(ours, ref) -> float:
     return float(np.max(np.abs(ours - ref)) / np.max(np.abs(ref)))
 
 
-def randomize_(module: torch.nn.Module, seed: int) -> None:
+def randomize_(module: nn.Module, seed: int) -> None:
     """Random values everywhere (LayerNorm scales included), so no parameter is checked only at its init value."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -58,7 +62,7 @@ def test_vision_tower_matches_transformers_siglip(tmp_path):
     config, params = load_siglip_vision(tmp_path)
     assert (config.width, config.depth, config.num_heads, config.mlp_dim) == (WIDTH, 2, HEADS, 64)
     pixels = np.random.default_rng(0).uniform(-1, 1, (2, 256, 256, 3)).astype(np.float32)
-    ours = SiglipVisionTower(config).apply({"params": params}, pixels)
+    ours = cast(jax.Array, SiglipVisionTower(config).apply({"params": params}, pixels))
     with torch.no_grad():
         ref = hf(pixel_values=torch.from_numpy(pixels).permute(0, 3, 1, 2)).last_hidden_state.numpy()
     assert ours.shape == ref.shape == (2, 256, WIDTH)
@@ -105,7 +109,7 @@ def make_reference(seed: int = 0) -> ReleaseReference:
     return ref
 
 
-CKPT_CONFIG = {
+CKPT_CONFIG: dict[str, Any] = {
     "experiment_name": "tiny-test",
     "model_cfg": {
         "hidden_size": 32,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -89,7 +91,7 @@ def test_sampler_equals_euler_over_the_full_velocity(policy, global_context):
     assert ("global_proj" in policy.params["dit"]) == global_context
     frames = frames_for(2)
     noise = np.random.default_rng(1).normal(size=(2, 18, 25)).astype(np.float32)
-    x = noise
+    x: np.ndarray = noise
     for k in range(4):
         x = x + 0.25 * np.asarray(policy.velocity(frames, x, np.full((2,), k / 4, np.float32)))
     np.testing.assert_allclose(np.asarray(policy.sample(frames, noise=noise)), x, rtol=1e-5, atol=1e-5)
@@ -124,7 +126,8 @@ def test_action_aux_loss_adds_the_weighted_clean_chunk_error():
         noise_rng, time_rng, _ = jax.random.split(rng, 3)
         noise = jax.random.normal(noise_rng, actions.shape)
         t = sample_time(time_rng, 2, cfg.noise_beta_alpha, cfg.noise_beta_beta, cfg.noise_s)
-        kv, aux = model.apply(v, frames, method=NitroGenModel.condition)
+        # Module.apply is typed as "output, or (output, mutated variables)"; condition returns (kv, aux chunk)
+        kv, aux = cast(tuple[Any, jax.Array], model.apply(v, frames, method=NitroGenModel.condition))
         np.testing.assert_allclose(
             np.asarray(aux).reshape(2, -1),
             np.asarray(kv[-1] @ params["aux_head"]["kernel"] + params["aux_head"]["bias"]),
@@ -146,7 +149,9 @@ def test_sampler_with_aux_prior_starts_from_the_aux_chunk():
     policy = Policy.init("tiny", seed=0, global_context=True, action_aux_weight=1.0, action_aux_prior=True)
     frames = frames_for(2)
     noise = np.random.default_rng(1).normal(size=(2, 18, 25)).astype(np.float32)
-    _, aux = policy.model.apply({"params": policy.params}, frames, method=NitroGenModel.condition)
+    _, aux = cast(
+        tuple[Any, jax.Array], policy.model.apply({"params": policy.params}, frames, method=NitroGenModel.condition)
+    )
     assert float(jnp.abs(aux).mean()) > 0.01
     x = noise + np.asarray(aux)
     for k in range(4):

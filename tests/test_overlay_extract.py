@@ -71,6 +71,7 @@ def test_localize_recovers_the_placement(tmp_path, library, style, kind, kbps):
     assert total == video.num_frames and len(frames) == 25
     found = localize(frames, library)
     assert found.found, found.reason
+    assert found.template is not None and found.affine is not None and found.bbox is not None
     assert found.family == STYLES[style].family
     assert found.template.name == style
     assert found.inliers >= 20
@@ -133,6 +134,7 @@ def test_user_template_from_a_screenshot(tmp_path):
     video = make_overlay_video(tmp_path / "v.mp4", game=HELDOUT_GAMES[0], style=style, seed=11, fps=30, seconds=SECONDS)
     found = localize(sample_frames(video.path, 25)[0], library)
     assert found.found, found.reason
+    assert found.template is not None and found.affine is not None
     assert found.template.name == "user:my_overlay.png" and found.family == family
     assert corner_error(found.affine, video.overlay_affine, found.template.size) < 4.0
 

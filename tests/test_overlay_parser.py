@@ -125,14 +125,13 @@ def test_exact_share_rectifies_without_error():
     """An example drawn for exact rectification is the example with the error ranges set to zero; otherwise the
     drawn error moves the crop."""
     style, bg = STYLES["xbox_filled_dark"], np.full((60, 80, 3), 20, np.uint8)
-    none = dict(shift_px=0.0, rotation_deg=0.0, scale_error=0.0)
 
     def crop(deg: Degradation) -> np.ndarray:
         return render_example(style, PadState.neutral(), PadState.neutral(), (bg, bg), np.random.default_rng(3), deg)[
             "cur"
         ]
 
-    reference = crop(Degradation(**none, exact_share=1.0))
+    reference = crop(Degradation(shift_px=0.0, rotation_deg=0.0, scale_error=0.0, exact_share=1.0))
     np.testing.assert_array_equal(crop(Degradation(exact_share=1.0)), reference)
     assert np.abs(crop(Degradation(exact_share=0.0)).astype(np.int16) - reference).max() > 20
 

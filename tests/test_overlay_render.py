@@ -108,11 +108,11 @@ def test_stick_cap_centroid_follows_the_stick(style, stick):
         assert abs(cx - ring.cx - v[0] * travel) < 0.6 and abs(cy - ring.cy - v[1] * travel) < 0.6, (v, cx, cy)
     for axis in (0, 1):  # at full deflection the cap still moves outward (it may cover the ring there)
         for sign in (-1, 1):
-            v = np.zeros(2, np.float32)
-            v[axis] = 0.7 * sign
-            inner = _cap_centroid(style, stick, v)[axis]
-            v[axis] = sign
-            outer = _cap_centroid(style, stick, v)[axis]
+            d = np.zeros(2, np.float32)
+            d[axis] = 0.7 * sign
+            inner = _cap_centroid(style, stick, d)[axis]
+            d[axis] = sign
+            outer = _cap_centroid(style, stick, d)[axis]
             assert sign * (outer - inner) > 0.1 * travel, (axis, sign, inner, outer)
 
 
@@ -178,7 +178,7 @@ def test_random_pad_stream_exercises_every_input():
     states = random_pad_stream(600, 60, np.random.default_rng(3))
     arr = stack_states(states)
     assert arr["buttons"].any(0).all(), [
-        b for b, on in zip(STANDARD_BUTTONS, arr["buttons"].any(0), strict=True) if not on
+        b for b, on in zip(STANDARD_BUTTONS, np.asarray(arr["buttons"].any(0)), strict=True) if not on
     ]
     for stick in ("j_left", "j_right"):
         assert np.abs(arr[stick]).max() >= 0.99 and np.abs(arr[stick]).max() <= 1.0
@@ -194,7 +194,9 @@ def _decode(path) -> tuple[int, float, str]:
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         frames = sum(1 for _ in container.decode(stream))
-        return frames, float(stream.average_rate), stream.codec_context.name
+        rate = stream.average_rate
+        assert rate is not None
+        return frames, float(rate), stream.codec_context.name
 
 
 @pytest.mark.parametrize("fps,codec", [(30, "h264"), (60, "mp4v")])
@@ -285,9 +287,10 @@ def test_make_videos_command_and_contact_sheet(tmp_path):
     out = tmp_path / "sheet.png"
     assert contact_sheet.run(contact_sheet.ContactSheetArgs(out=out)) == 0
     named = cv2.imread(str(out))
-    assert named.shape[0] > 100
+    assert named is not None and named.shape[0] > 100
     assert contact_sheet.run(contact_sheet.ContactSheetArgs(out=out, random=3, columns=3)) == 0
     random_looks = cv2.imread(str(out))
+    assert random_looks is not None
     assert random_looks.shape[0] < named.shape[0] and random_looks.std() > 10  # one row of three, drawn
 
 

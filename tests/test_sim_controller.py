@@ -14,7 +14,7 @@ def _pad(pressed=(), j_left=(0.0, 0.0), j_right=(0.0, 0.0)) -> Gamepad:
     buttons = np.zeros((1, len(STANDARD_BUTTONS)), bool)
     for name in pressed:
         buttons[0, STANDARD_BUTTONS.index(name)] = True
-    return Gamepad(buttons, [j_left], [j_right])
+    return Gamepad(buttons, np.array([j_left]), np.array([j_right]))
 
 
 def test_sticks_are_int16_with_y_flipped():

@@ -13,7 +13,7 @@ def _pad(*pressed, j_left=(0.0, 0.0)) -> Gamepad:
     buttons = np.zeros((1, len(STANDARD_BUTTONS)), bool)
     for name in pressed:
         buttons[0, STANDARD_BUTTONS.index(name)] = True
-    return Gamepad(buttons, [j_left], [(0.0, 0.0)])
+    return Gamepad(buttons, np.array([j_left]), np.zeros((1, 2)))
 
 
 @pytest.mark.parametrize("spec,native_hw", [("ale:Breakout", (210, 160)), ("retro:Airstriker-Genesis", (224, 320))])
@@ -54,7 +54,10 @@ def test_turn_based_nothing_runs_between_steps():
 
 
 def test_ale_mapping_covers_the_joystick():
+    from nitrogen_jax.sim_bridge.ale_env import AleGamepadEnv
+
     with make_env("ale:Breakout") as env:
+        assert isinstance(env, AleGamepadEnv)
         meaning = env._env.get_action_meanings()
         assert meaning[env.native_action(_pad())] == "NOOP"
         assert meaning[env.native_action(_pad("west"))] == "FIRE"
@@ -85,7 +88,10 @@ def test_ale_inputs_move_the_paddle():
 
 
 def test_retro_genesis_mapping():
+    from nitrogen_jax.sim_bridge.retro_env import RetroGamepadEnv
+
     with make_env("retro:Airstriker-Genesis") as env:
+        assert isinstance(env, RetroGamepadEnv)
         names = env._native
 
         def held(pad):

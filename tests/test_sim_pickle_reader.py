@@ -4,6 +4,7 @@ import pickle
 import random
 import time
 import tracemalloc
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -34,7 +35,7 @@ def test_pil_images_are_read_as_pillow_pickles_them(protocol, mode):
 def _pillow_pickle(*state) -> bytes:
     """A pickle exactly as Pillow's Image makes one (NEWOBJ of PIL.Image.Image, then BUILD), with a chosen state."""
     image = Image.new("L", (1, 1))
-    image.__getstate__ = lambda: list(state)
+    cast(Any, image).__getstate__ = lambda: list(state)  # patch this instance (mypy forbids assigning a method)
     return pickle.dumps(image)
 
 

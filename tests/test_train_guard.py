@@ -16,7 +16,7 @@ def test_non_finite_loss_stops_and_names_the_step(tmp_path):
     cfg = get_config("tiny")
     rs = np.random.RandomState(0)
     n, h, a = 8, cfg.action_horizon, cfg.action_dim
-    examples = {
+    examples: dict[str, np.ndarray] = {
         "frames": rs.randint(0, 256, (n, 256, 256, 3), dtype=np.uint8),
         "actions": rs.rand(n, h, a).astype(np.float32),
         "action_mask": np.ones((n, h, a), np.float32),

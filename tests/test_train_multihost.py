@@ -91,7 +91,11 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step_on_s3(shards, env, b
     procs[1].send_signal(signal.SIGTERM)  # process 0 gets nothing
     logs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], "\n".join(logs)
-    stopped = [int(re.search(r"process \d saved step (\d+), stopping", log).group(1)) for log in logs]
+    stopped = []
+    for log in logs:
+        saved = re.search(r"process \d saved step (\d+), stopping", log)
+        assert saved is not None, log
+        stopped.append(int(saved.group(1)))
     assert stopped[0] == stopped[1] < steps, logs
     assert "SIGTERM (another process): process 0" in logs[0] and "SIGTERM (this process): process 1" in logs[1]
     assert all("preempted (SIGTERM), checkpoint saved" in log for log in logs)

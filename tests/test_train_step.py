@@ -142,11 +142,10 @@ def test_flop_formula_matches_xla_cost_analysis():
         dit_output_dim=256,
     )
     model = NitroGenModel(cfg)
-    xla = (
-        jax.jit(lambda p, *x: model.apply({"params": p}, *x))
-        .lower(abstract_params(cfg), *dummy_inputs(cfg, 2))
-        .cost_analysis()["flops"]
-    )
+    lowered = jax.jit(lambda p, *x: model.apply({"params": p}, *x)).lower(abstract_params(cfg), *dummy_inputs(cfg, 2))
+    analysis = lowered.cost_analysis()
+    assert analysis is not None, "XLA gave no cost analysis"
+    xla = analysis["flops"]
     ours = 2 * sum(forward_flops_per_sample(cfg).values())
     assert 0.95 < ours / xla <= 1.0
     fwd = forward_flops_per_sample(cfg)
