@@ -141,6 +141,9 @@ def main() -> None:
     from nitrogen_jax.data.overlay.parser import PARAMS_FILE, WEIGHTS_DIR, OverlayParser
     from nitrogen_jax.data.overlay.styles import HELDOUT_STYLES, TRAIN_STYLES
 
+    if a.videos is not None and not 1 <= a.videos <= len(TRAIN_STYLES):
+        p.error(f"--videos must be 1-{len(TRAIN_STYLES)} (one video per training style at most), got {a.videos}")
+
     weights = Path(a.parser) if a.parser else WEIGHTS_DIR
     parser = OverlayParser.load(weights) if (weights / PARAMS_FILE).is_file() else None
     extractor = VideoExtractor(ExtractArgs(density_threshold=0.0, progress=False), parser)
