@@ -188,7 +188,7 @@ def main() -> None:
     for name, r in rows:
         for v, acc, r2 in r["per_video"]:
             print(
-                f"| {name.split(' (')[0]} | {v.style} | {v.game} | {v.bitrate_kbps} | {v.opacity:.2f} | {v.scale:.2f} "
+                f"| {name} | {v.style} | {v.game} | {v.bitrate_kbps} | {v.opacity:.2f} | {v.scale:.2f} "
                 f"| {acc:.4f} | {r2:.4f} |"
             )
     free = rows[-1][1]

@@ -198,7 +198,7 @@ def game_line(patch: np.ndarray, centre: tuple[int, int], color: tuple[int, ...]
         return
     steps = max(1, int(length // dash))
     for k in range(0, steps, 2):  # every other dash-long piece
-        p, q = a + (b - a) * k / steps, a + (b - a) * min(k + 1, steps) / steps
+        p, q = a + (b - a) * k / steps, a + (b - a) * (k + 1) / steps
         cv2.line(patch, tuple(int(v) for v in p), tuple(int(v) for v in q), color, width, cv2.LINE_AA)
 
 
